@@ -59,7 +59,7 @@ class LineIndex:
 
     def where(self, path: Iterable) -> str:
         path = tuple(path)
-        while path and path not in self.lines:
+        while path not in self.lines and path:
             path = path[:-1]  # fall back to the nearest enclosing key
         line = self.lines.get(path)
         return f"{self.source}:{line}" if line else self.source
@@ -67,6 +67,7 @@ class LineIndex:
     def sub(self, prefix: Iterable) -> "LineIndex":
         prefix = tuple(prefix)
         n = len(prefix)
+        # the prefix key's own line becomes the sub-index's root line
         return LineIndex(self.source, {k[n:]: v for k, v in self.lines.items() if k[:n] == prefix})
 
 
@@ -153,7 +154,8 @@ def format_validation_error(err: ValidationError, lines: LineIndex, prefix: Iter
     prefix = tuple(prefix)
     msgs = []
     for e in err.errors():
-        loc = prefix + tuple(e["loc"])
+        rel = tuple(e["loc"])  # relative to `lines`; `prefix` only names the full path
+        loc = prefix + rel
         dotted = ".".join(str(x) for x in loc) or "<root>"
         kind = e["type"]
         if kind == "extra_forbidden":
@@ -165,7 +167,7 @@ def format_validation_error(err: ValidationError, lines: LineIndex, prefix: Iter
             if "input" in e and kind not in ("missing",):
                 shown = repr(e["input"])
                 msg += f" (got {shown[:80]})"
-        msgs.append(f"{lines.where(loc)}: {dotted}: {msg}")
+        msgs.append(f"{lines.where(rel)}: {dotted}: {msg}")
     return "\n".join(msgs)
 
 
@@ -175,7 +177,7 @@ def build_config(cls: type[C], data: Any, lines: LineIndex | None = None, prefix
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{lines.where(tuple(prefix))}: {'.'.join(map(str, prefix)) or '<root>'}: "
+        raise ConfigError(f"{lines.where(())}: {'.'.join(map(str, prefix)) or '<root>'}: "
                           f"expected a mapping of {cls.__name__} fields, got {type(data).__name__}")
     try:
         return cls.model_validate(data)

@@ -1,0 +1,173 @@
+"""The pipeline runner: validation with lines, skip/re-run decisions, failures, launchers, report."""
+import json
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from domainspec.common import stages as stages_mod
+from domainspec.common.cli import main
+from domainspec.common.config import ConfigError
+from domainspec.common.launchers import LauncherConfig, launch_command, slurm_script
+from domainspec.common.pipeline import load_plan
+from domainspec.common.runner import decide
+
+
+@pytest.fixture(autouse=True)
+def fake_types(monkeypatch):
+    monkeypatch.setitem(stages_mod.STAGE_TYPES, "echo", "fake_stages:ECHO")
+    monkeypatch.setitem(stages_mod.STAGE_TYPES, "local_echo", "fake_stages:LOCAL_ONLY")
+
+
+PIPE = """\
+workdir: {wd}
+templates:
+  base: &base
+    type: echo
+    config: {{value: 1}}
+pipelines:
+  p:
+    stages:
+      a: {{extends: base, config: {{value: 2, source: {src}}}}}
+      b: {{type: echo, config: {{value: 3, source: "${{a.artifact}}"}}}}
+      c: {{type: echo, config: {{value: 4, source: "${{b.artifact}}"}}}}
+"""
+
+
+def write(tmp_path, text, name="pipe.yaml"):
+    p = tmp_path / name
+    p.write_text(textwrap.dedent(text))
+    return p
+
+
+@pytest.fixture
+def pipe(tmp_path):
+    src = tmp_path / "input.txt"
+    src.write_text("in;")
+    return write(tmp_path, PIPE.format(wd=tmp_path / "wd", src=src)), tmp_path / "wd"
+
+
+def runs(wd):
+    p = wd / "runs.log"
+    return p.read_text().split() if p.exists() else []
+
+
+def test_run_skip_and_rerun_downstream_only(pipe, tmp_path):
+    f, wd = pipe
+    assert main(["run", str(f)]) == 0
+    assert (wd / "p" / "c" / "artifact.txt").read_text() == "in;a=2;b=3;c=4;"
+    assert [r for r in runs(wd) if "/" in r] == ["p/a", "p/b", "p/c"]
+    # second run: every stage skipped
+    assert main(["run", str(f)]) == 0
+    assert len([r for r in runs(wd) if "/" in r]) == 3
+    # change b: b and c re-run, a does not
+    assert main(["run", str(f), "--set", "p.b.value=30"]) == 0
+    assert [r for r in runs(wd) if "/" in r][3:] == ["p/b", "p/c"]
+    assert (wd / "p" / "c" / "artifact.txt").read_text() == "in;a=2;b=30;c=4;"
+    report = (wd / "report.md").read_text()
+    assert "| a | echo | stale |" in report or "| a | echo | done |" in report
+    assert "rounds" in report and "0.75" in report
+    assert json.loads((wd / "report.json").read_text())["pipelines"]["p"]["c"]["metrics"]["value"] == 4
+
+
+def test_external_input_content_change_reruns(pipe, tmp_path):
+    f, wd = pipe
+    plan = load_plan(f)
+    assert main(["run", str(f)]) == 0
+    (tmp_path / "input.txt").write_text("changed;")
+    d = decide(load_plan(f))["p"]
+    assert [x.action for x in d] == ["run", "run", "run"]
+    assert d[0].reason == "config or inputs changed"
+    assert load_plan(f).pipelines["p"][0].hash != plan.pipelines["p"][0].hash
+
+
+def test_dry_run_only_from(pipe, capsys):
+    f, wd = pipe
+    assert main(["run", str(f), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "run   a (echo)" in out and "not done yet" in out
+    assert not wd.joinpath("p").exists()
+    assert main(["run", str(f), "--only", "a"]) == 0
+    assert [r for r in runs(wd) if "/" in r] == ["p/a"]
+    assert main(["run", str(f)]) == 0
+    assert main(["run", str(f), "--from", "b"]) == 0
+    assert [r for r in runs(wd) if "/" in r][-2:] == ["p/b", "p/c"]
+
+
+def test_failure_keeps_earlier_artifacts(pipe, tmp_path):
+    f, wd = pipe
+    assert main(["run", str(f), "--set", "p.b.fail=true"]) == 1
+    assert (wd / "p" / "a" / ".done.json").exists()
+    assert "planned failure" in (wd / "p" / "b" / "error.log").read_text()
+    assert not (wd / "p" / "c").exists()
+    # a changed config (fail=false) starts b from an empty folder
+    assert main(["run", str(f)]) == 0
+    assert (wd / "runs.log").read_text().splitlines()[-2] == "p/b resume=False"
+
+
+def test_interrupted_stage_resumes_only_with_same_hash(pipe):
+    f, wd = pipe
+    plan = load_plan(f)
+    b = plan.pipelines["p"][1]
+    b.out_dir.mkdir(parents=True)
+    (b.out_dir / "checkpoint").write_text("partial")
+    (b.out_dir / ".running.json").write_text(json.dumps({"hash": b.hash}))  # as left by a killed run
+    assert main(["run", str(f), "--only", "a"]) == 0
+    assert main(["run", str(f), "--only", "b"]) == 0
+    assert runs(wd)[-2:] == ["p/b", "resume=True"] and (b.out_dir / "checkpoint").exists()
+    (b.out_dir / ".running.json").write_text(json.dumps({"hash": "other"}))
+    (b.out_dir / ".done.json").unlink()
+    assert main(["run", str(f), "--only", "b"]) == 0
+    assert runs(wd)[-1] == "resume=False" and not (b.out_dir / "checkpoint").exists()
+
+
+@pytest.mark.parametrize("body,needle", [
+    ("pipelines:\n  p:\n    stages:\n      a: {type: nope}\n", "pipe.yaml:4: pipelines.p.stages.a.type: unknown stage type 'nope'"),
+    ("pipelines:\n  p:\n    stages:\n      a:\n        type: echo\n        config:\n          value: abc\n",
+     "pipe.yaml:7: pipelines.p.stages.a.config.value: Input should be a valid integer"),
+    ("pipelines:\n  p:\n    stages:\n      a:\n        type: echo\n        config:\n          valu: 1\n",
+     "pipe.yaml:7: pipelines.p.stages.a.config.valu: unknown key"),
+    ("pipelines:\n  p:\n    stages:\n      a: {type: echo, needs: [b]}\n      b: {type: echo, needs: [a]}\n",
+     "dependency cycle among stages a (needs b), b (needs a)"),
+    ("pipelines:\n  p:\n    stages:\n      a:\n        type: echo\n        config: {source: '${zz.artifact}'}\n",
+     "pipe.yaml:6: pipelines.p.stages.a.config: reference ${zz.artifact}: no stage 'zz'"),
+    ("pipelines:\n  p:\n    stages:\n      a: {type: echo}\n      b: {type: echo, config: {source: '${a.model}'}}\n",
+     "stage 'a' (echo) has outputs ['artifact']"),
+    ("pipelines:\n  p:\n    stages:\n      a:\n        type: local_echo\n        launcher: {kind: deepspeed}\n",
+     "pipe.yaml:6: pipelines.p.stages.a.launcher: stage type 'local_echo' is not a training stage"),
+    ("pipelines:\n  p:\n    stages:\n      a: {type: echo, extends: missing}\n", "no template 'missing'"),
+    ("pipelines:\n  p:\n    stages:\n      a: {type: echo}\nbogus: 1\n", "pipe.yaml:5: bogus: unknown top-level key"),
+])
+def test_bad_pipeline_files(tmp_path, body, needle):
+    f = write(tmp_path, body)
+    with pytest.raises(ConfigError) as e:
+        load_plan(f)
+    assert needle in str(e.value)
+    # the CLI prints the same message and runs nothing
+    assert main(["run", str(f)]) == 2
+
+
+def test_slurm_script_two_nodes_eight_gpus(tmp_path):
+    cfg = LauncherConfig(kind="slurm", nnodes=2, nproc_per_node=8, partition="gpu", time="12:00:00",
+                         setup=["source ~/venv/bin/activate"])
+    script = slurm_script(cfg, tmp_path / "stage_spec.json", "ds-coder-cpt", tmp_path)
+    path = tmp_path / "job.sbatch"
+    path.write_text(script)
+    assert subprocess.run(["bash", "-n", str(path)]).returncode == 0
+    for needle in ["#SBATCH --nodes=2", "#SBATCH --ntasks-per-node=1", "#SBATCH --gpus-per-node=8",
+                   "#SBATCH --partition=gpu", "#SBATCH --time=12:00:00", "source ~/venv/bin/activate",
+                   'scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1',
+                   '--nnodes "$SLURM_NNODES" --nproc_per_node 8', "--rdzv_backend c10d",
+                   '--rdzv_endpoint "$MASTER_ADDR:$MASTER_PORT"', "srun --kill-on-bad-exit=1",
+                   f"-m domainspec.common.stage_exec --spec {tmp_path / 'stage_spec.json'}"]:
+        assert needle in script, needle
+
+
+def test_launch_commands(tmp_path):
+    ds = launch_command(LauncherConfig(kind="deepspeed", nproc_per_node=2, cpu=True), Path("s.json"))
+    assert ds[:1] == ["deepspeed"] and "--num_accelerators" in ds and ds[-4:] == ["--module", "domainspec.common.stage_exec", "--spec", "s.json"]
+    tr = launch_command(LauncherConfig(kind="torchrun", nproc_per_node=8, nnodes=2, master_addr="n1"), Path("s.json"))
+    assert "--rdzv_endpoint" in tr and "n1:29500" in tr and "--nnodes" in tr
+    with pytest.raises(Exception, match="hostfile"):
+        LauncherConfig(kind="deepspeed", nnodes=2)
