@@ -104,7 +104,7 @@ def test_stream_layout_restarts_positions_and_masks_first_labels():
             s += n
     assert ex[0].labels == [IGNORE_INDEX, 2, 3, 0, IGNORE_INDEX, 5]
     stats = packing_stats(ex)
-    assert (stats["tokens"], stats["pad_tokens"], stats["segments"]) == (18, 1, 4)  # 17 tokens incl. 3 EOS
+    assert (stats["tokens"], stats["pad_tokens"], stats["segments"]) == (18, 1, 5)  # 17 tokens incl. 3 EOS; the long doc is 3 segments
     assert stats["efficiency"] == (stats["tokens"] - stats["pad_tokens"]) / stats["tokens"]
 
 
