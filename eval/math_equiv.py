@@ -1,4 +1,4 @@
-"""Strict equivalence of two normalized answers (the body of a `strict` check).
+r"""Strict equivalence of two normalized answers (the body of a `strict` check).
 
 ``cheap_equiv(pred, gold)`` decides the easy cases without sympy (same text, plain numbers) and
 returns None when it cannot; ``strict_equiv(pred, gold)`` decides everything and may be slow, so
@@ -8,8 +8,9 @@ Rules (what "mathematically sound" means here):
 - numbers and expressions compare exactly (sympy; constants to 60 digits, expressions with free
   symbols at fixed pseudo-random points and, if evaluation fails, ``simplify(a - b) == 0``);
 - a decimal literal is accepted for a non-decimal value only as that value correctly rounded or
-  truncated to the literal's own digits, with at least 3 significant digits when the prediction
-  is the approximation (``0.0833333`` for ``1/12``, ``2.6667`` for ``8/3``; not ``0.3`` for ``1/3``);
+  truncated to the literal's own digits, with at least 4 significant digits when the prediction
+  is the approximation (``0.0833333`` for ``1/12``, ``2.6667`` for ``8/3``; not ``3.14`` for
+  ``\pi``); a decimal gold sets the precision itself (gold ``2.83`` accepts ``2\sqrt{2}``);
 - tuples and intervals compare in order with their brackets; bare lists compare in order against a
   tuple and as multisets against a bare list or set; sets and ``\\pm`` expansions as multisets;
 - equations are equal when ``lhs - rhs`` of one is a nonzero constant multiple of the other's;
@@ -137,13 +138,18 @@ def _sympify(s: str):
         return None
 
 
+# a predicted decimal must carry at least this many significant digits to stand for an exact value
+# (2.6667 for 8/3 yes; 3.14 for pi no): fewer digits is a rough estimate, not the answer
+_MIN_PRED_DIGITS = 4
+
+
 def _approx_ok(decimal_text: str, value, is_pred: bool) -> bool:
     """decimal_text is value rounded or truncated to its own number of decimal places."""
     places = decimal_places(decimal_text)
     d = plain_number(decimal_text)
     if places is None or d is None:
         return False
-    if is_pred and len(compact(decimal_text).lstrip("-+0.").replace(".", "")) < 3:
+    if is_pred and len(compact(decimal_text).lstrip("-+0.").replace(".", "")) < _MIN_PRED_DIGITS:
         return False
     try:
         v = Fraction(str(value.evalf(places + 25)))
@@ -205,9 +211,10 @@ def expr_equal(pred: str, gold: str) -> bool:
 def _functions_equal(a, b) -> bool:
     import sympy
 
-    if a.free_symbols != b.free_symbols:
-        return False
-    symbols = sorted(a.free_symbols, key=lambda s: s.name)
+    # the union, not equality of the sets: sin^2 x + cos^2 x has x, 1 has none, and they are equal
+    symbols = sorted(a.free_symbols | b.free_symbols, key=lambda s: s.name)
+    if len(symbols) > len(_POINTS[0]):
+        return sympy.simplify(a - b) == 0
     try:
         for point in _POINTS:
             x, y = _at_points(a, symbols, point), _at_points(b, symbols, point)

@@ -2,7 +2,8 @@
 
 ``extract_final(text)`` tries, in order:
 1. ``\\boxed{...}`` / ``\\fbox{...}`` (nested braces; the last one; boxes written one after another,
-   separated only by commas, ``and``, ``\\quad`` or math delimiters, are joined into a list);
+   separated only by commas, ``and``, ``\\quad`` or math delimiters, are joined into a list;
+   boxes joined by "or" are alternative forms of one answer: the last one is taken);
 2. GSM8K's ``#### N``;
 3. "the final answer is ..." / "the answer is ..." / "Final Answer: ..." (up to the end of the
    sentence; in the Minerva form "Final Answer: The final answer is $x$. I hope it is correct."
@@ -20,7 +21,7 @@ import re
 _BOX_CMDS = ("\\boxed", "\\fbox")
 # what may separate two boxes that together form one answer ("\boxed{1}, \boxed{2}")
 _BOX_JOINER = re.compile(
-    r"^(?:\s|,|;|\$|\\\]|\\\[|\\\(|\\\)|\\quad|\\qquad|\\,|\\;|and|or|\\text\{\s*(?:and|or|,)?\s*\})*$")
+    r"^(?:\s|,|;|\$|\\\]|\\\[|\\\(|\\\)|\\quad|\\qquad|\\,|\\;|and|\\text\{\s*(?:and|,)?\s*\})*$")
 _ANSWER_IS = re.compile(r"(?:final\s+answer|the\s+answer)\s*(?:is|:)?\s*:?", re.I)
 _MATH_SEGMENT = re.compile(r"\$\$(.+?)\$\$|\$(.+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S)
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")

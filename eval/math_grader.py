@@ -46,8 +46,8 @@ def _check_mode(mode: str) -> None:
 
 def extract_answer(text: str, mode: GraderMode = "strict") -> str | None:
     """The final answer of a reply: last ``\\boxed{}``/``\\fbox{}``, "The answer is", ``#### N``,
-    else the last number (strict: see ``eval/math_extract.py``; qwen-compat: Qwen's order, and the
-    answer comes back in Qwen's normalized form). None when there is none."""
+    else the last number (strict: see ``eval/math_extract.py``; qwen-compat: Qwen's order, the
+    answer before Qwen's ``strip_string``, which ``is_equiv`` applies). None when there is none."""
     _check_mode(mode)
     if text is None:
         return None

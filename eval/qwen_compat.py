@@ -38,11 +38,11 @@ east west north south move way degree degrees deg mph kmph kmh ft feet foot squa
 mile miles km cm mm meter meters metre metres inch inches yard yards unit units hour hours hr hrs
 minute minutes min mins second seconds sec day days week weeks month months year years
 dollar dollars cent cents rs rupee rupees euro euros pound pounds lb lbs kg gm g gram grams ton
-tons litre litres liter liters ml gallon gallons ounce ounces oz quart quarts pint pints cup cups
+tons litre litres liter liters ml gallon gallons ounce ounces oz quart quarts pint pints
 percent per prime ratio profit gain loss excess men women people person student students child
 children boy boys girl girls soldier soldiers worker workers monkey monkeys apple apples pie pies
 tile tiles book books page pages ticket tickets car cars box boxes bag bags egg eggs bottle bottles
-marble marbles cookie cookies candy candies point points times time mark marks cube cubes unit
+marble marbles cookie cookies candy candies point points times time mark marks unit
 a t h o p pm am st nd rd th ab bc
 """.split()
 UNIT_WORDS = sorted(set(UNIT_WORDS), key=lambda w: (-len(w), w))
@@ -66,7 +66,9 @@ def _last_boxed_qwen(text: str) -> str:
 
 
 def qwen_extract(text: str | None) -> str:
-    """Qwen's extraction order (leniency 6), then ``qwen_strip_string``."""
+    """Qwen's extraction order (leniency 6) and its light clean-up (newlines, leading ``:``,
+    trailing ``.``/``/``). ``qwen_strip_string`` is applied once, by the comparison, to both sides
+    as Qwen does (applying it twice is not idempotent: ``x \\in [a,b]`` loses its prefix)."""
     if not text:
         return ""
     if "final answer is $" in text and "$. I hope" in text:
@@ -80,8 +82,7 @@ def qwen_extract(text: str | None) -> str:
     else:
         nums = re.findall(r"-?\d*\.?\d+", text.replace(",", ""))
         pred = nums[-1] if nums else ""
-    pred = re.sub(r"\n\s*", "", pred).strip().lstrip(":").rstrip(".").rstrip("/")
-    return qwen_strip_string(pred)
+    return re.sub(r"\n\s*", "", pred).strip().lstrip(":").rstrip(".").rstrip("/")
 
 
 def _fix_fracs(s: str) -> str:
