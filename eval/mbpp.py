@@ -19,7 +19,7 @@ from __future__ import annotations
 import ast
 import builtins
 
-from domainspec.eval.code_sanitize import sanitize
+from domainspec.eval.code_sanitize import parse_or_none, sanitize
 from domainspec.eval.datafiles import EvalDataError, load_rows, require, unique_ids
 from domainspec.eval.tasks import Style, Task, apply_limit
 
@@ -38,16 +38,12 @@ def task_text(text: str, tests: list[str]) -> str:
 
 def entry_point(code: str, tests: list[str]) -> str | None:
     """The function the asserts call that the reference code defines (else the first non-builtin call)."""
-    try:
-        defined = {n.name for n in ast.walk(ast.parse(code))
-                   if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
-    except SyntaxError:
-        defined = set()
+    tree = parse_or_none(code)
+    defined = {n.name for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.ClassDef))} if tree else set()
     called = []
     for test in tests:
-        try:
-            tree = ast.parse(test)
-        except SyntaxError:
+        tree = parse_or_none(test)
+        if tree is None:
             continue
         called += [n.func.id for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)]
     return next((c for c in called if c in defined),

@@ -139,7 +139,8 @@ def _metrics(per_task: dict[str, list[dict]], ks: Sequence[int], grader) -> tupl
         vote_ks = sorted({k for k in ks if 1 < k <= n_min} | ({n_min} if n_min > 1 else set()))
         for k in vote_ks:
             hits = [majority_correct([r["extracted"] for r in rs], [r["passed"] for r in rs], k,
-                                     vote=grader.majority_vote) for rs in per_task.values()]
+                                     vote=grader.majority_vote, equivalent=grader.equiv)
+                    for rs in per_task.values()]
             metrics[f"maj@{k}"] = sum(hits) / len(hits)
         if all(isinstance(r.get("score"), (int, float)) for rs in per_task.values() for r in rs):
             for k in sorted({k for k in ks if k <= n_min} | {n_min}):
