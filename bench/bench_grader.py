@@ -1,0 +1,134 @@
+"""Grader throughput: checks per second of `strict` and `qwen-compat` against math-verify.
+
+    python bench/bench_grader.py [--data ../shared/data/math/math500_test.jsonl] [--limit N]
+
+Input: MATH-500 gold answers, each rewritten into equivalent forms a model would write (fraction
+<-> decimal, reordered sums, ``\\dfrac``, a boxed answer inside a sentence with a ``\\text{}``
+unit), one reply per form. A check = extract the answer from the reply + decide equivalence with
+the gold; every system sees the same pairs, one at a time on one thread, after a warm-up (our
+grader worker started, math-verify imported), with our result cache cleared and duplicate pairs
+removed. Prints checks/s, the share of pairs each system judges equal (all pairs are equivalent, so
+higher is better) and our speed ratio over math-verify (target >= 2x).
+
+math-verify is a benchmark-only dependency, never a project one: if it is missing the script says
+how to install it (``pip install math-verify``) and measures our grader alone.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "math" / "math500_test.jsonl"
+
+
+def _split_sum(s: str) -> list[str] | None:
+    """Top-level terms of a sum, signs kept: "x^2 - 3x + 1" -> ["x^2", "- 3x", "+ 1"]."""
+    terms, depth, last = [], 0, 0
+    for i, c in enumerate(s):
+        depth += c in "({["
+        depth -= c in ")}]"
+        if depth == 0 and c in "+-" and i > 0 and s[i - 1] not in "^_{(" and s[last:i].strip():
+            terms.append(s[last:i].strip())
+            last = i
+    terms.append(s[last:].strip())
+    return terms if len(terms) > 1 else None
+
+
+def rewrites(gold: str) -> list[str]:
+    """Equivalent forms of a gold answer (only rewrites that are certainly equal)."""
+    forms = []
+    m = re.fullmatch(r"\\[dt]?frac\{?(-?\d+)\}?\{?(\d+)\}?|\\frac(\d)(\d)", gold.strip())
+    if m:
+        num, den = (int(g) for g in (m.groups()[:2] if m.group(1) else m.groups()[2:]))
+        value = Fraction(num, den)
+        d = value.denominator
+        while d % 2 == 0:
+            d //= 2
+        while d % 5 == 0:
+            d //= 5
+        if d == 1:  # terminating: write it as a decimal
+            forms.append(f"{float(value):.10g}")
+        forms.append(f"{num * 3}/{den * 3}")
+    if re.fullmatch(r"-?\d+", gold.strip()):
+        forms.append(f"{gold.strip()}.0")
+        forms.append(f"\\frac{{{2 * int(gold)}}}{{2}}")
+    terms = _split_sum(gold)
+    if terms and not re.search(r"[=,<>]|\\pm|\\mp|\\begin|\\cup|\\\\", gold):
+        first = terms[0] if terms[0][0] in "+-" else "+ " + terms[0]
+        forms.append(" ".join([terms[-1].lstrip("+ ")] + terms[1:-1] + [first]))
+    if "\\frac" in gold:
+        forms.append(gold.replace("\\frac", "\\dfrac"))
+    unit = "\\text{ units}" if re.fullmatch(r"-?[\d.]+", gold.strip()) else ""
+    forms.append(f"Putting it together, the final answer is $\\boxed{{{gold}{unit}}}$.")
+    return forms
+
+
+def build_pairs(data: Path, limit: int | None) -> list[tuple[str, str]]:
+    rows = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
+    pairs, seen = [], set()
+    for row in rows[:limit]:
+        for form in rewrites(row["answer"]):
+            reply = form if "boxed" in form else f"So the answer is ${form}$."
+            if (reply, row["answer"]) not in seen:
+                seen.add((reply, row["answer"]))
+                pairs.append((reply, row["answer"]))
+    return pairs
+
+
+def bench_ours(mode: str, pairs) -> tuple[float, float]:
+    from domainspec.eval import math_grader
+    from domainspec.eval.math_grader import MathGrader
+
+    grader = MathGrader(mode)
+    grader.grade("so \\boxed{x+1}", "1+x")  # start the worker outside the timing
+    math_grader._cache.clear()
+    start = time.perf_counter()
+    correct = sum(grader.grade(reply, gold).correct for reply, gold in pairs)
+    elapsed = time.perf_counter() - start
+    return len(pairs) / elapsed, correct / len(pairs)
+
+
+def bench_math_verify(pairs) -> tuple[float, float] | None:
+    try:
+        from math_verify import parse, verify
+    except ImportError:
+        print("math-verify is not installed (benchmark-only dependency): pip install math-verify")
+        return None
+    verify(parse("$x+1$"), parse("$1+x$"))
+    start = time.perf_counter()
+    correct = 0
+    for reply, gold in pairs:
+        correct += bool(verify(parse(f"${gold}$"), parse(reply)))
+    elapsed = time.perf_counter() - start
+    return len(pairs) / elapsed, correct / len(pairs)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    ap.add_argument("--limit", type=int, default=None, help="use the first N problems")
+    args = ap.parse_args(argv)
+    if not args.data.exists():
+        print(f"MATH-500 file not found: {args.data}", file=sys.stderr)
+        return 2
+    pairs = build_pairs(args.data, args.limit)
+    print(f"{len(pairs)} (reply, gold) pairs from {args.data.name}, all equivalent; 1 thread")
+    results = {mode: bench_ours(mode, pairs) for mode in ("strict", "qwen-compat")}
+    mv = bench_math_verify(pairs)
+    if mv:
+        results["math-verify"] = mv
+    print(f"{'grader':<14}{'checks/s':>10}{'judged equal':>14}{'vs math-verify':>16}")
+    for name, (rate, acc) in results.items():
+        ratio = f"{rate / mv[0]:.2f}x" if mv else "-"
+        print(f"{name:<14}{rate:>10.1f}{acc:>13.1%}{ratio:>16}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
