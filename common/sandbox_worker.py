@@ -24,12 +24,14 @@ from __future__ import annotations
 
 import builtins
 import ctypes
+import gc
 import json
 import os
 import resource
 import select
 import shutil
 import signal
+import stat
 import sys
 import tempfile
 import time
@@ -175,6 +177,7 @@ class Worker:
         self.inbuf = bytearray()
         self.uid: int | None = None
         self.in_pidns = cfg.get("host_pidns") not in (None, _pidns())
+        self.spare_tmp: str | None = None  # an empty program directory to reuse
 
     # ------------------------------------------------------------- host channel
     def send(self, obj: dict) -> None:
@@ -215,6 +218,8 @@ class Worker:
         while (line := self.readline()) is not None:
             req = json.loads(line)
             self.send(self.run_one(req["program"], float(req["timeout_s"])))
+        if self.spare_tmp:
+            shutil.rmtree(self.spare_tmp, ignore_errors=True)
 
     def _probe_uid(self, uid: int) -> bool:
         """Can a child take ``uid`` and still read the Python install (e.g. under /root)?"""
@@ -231,9 +236,7 @@ class Worker:
     # ------------------------------------------------------------- one program
     def run_one(self, program: str, timeout_s: float) -> dict:
         lim = self.cfg["limits"]
-        tmp = tempfile.mkdtemp(prefix="prog-", dir=self.cfg["tmp_base"])
-        if self.uid is not None:
-            os.chown(tmp, self.uid, self.uid)
+        tmp = self._fresh_tmp()
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         st_r, st_w = os.pipe()
@@ -255,7 +258,7 @@ class Worker:
         wait_status = os.waitpid(pid, 0)[1]
         self._kill_leftovers()
         self._drain(streams)
-        shutil.rmtree(tmp, ignore_errors=True)
+        self._recycle_tmp(tmp)
         code = os.waitstatus_to_exitcode(wait_status)
         status_bytes = bytes(streams[st_r].buf)
         stderr = streams[err_r]
@@ -279,6 +282,29 @@ class Worker:
                 stderr.add(f"\n[sandbox] killed by signal {signal.Signals(-code).name}\n".encode())
         return {"status": status, "stdout": streams[out_r].text(), "stderr": stderr.text(),
                 "exit_code": None if timed_out else code, "duration_s": duration}
+
+    def _fresh_tmp(self) -> str:
+        if self.spare_tmp is not None:
+            tmp, self.spare_tmp = self.spare_tmp, None
+            return tmp
+        tmp = tempfile.mkdtemp(prefix="prog-", dir=self.cfg["tmp_base"])
+        if self.uid is not None:
+            os.chown(tmp, self.uid, self.uid)
+        return tmp
+
+    def _recycle_tmp(self, tmp: str) -> None:
+        """Reuse the directory for the next program only if it is empty and as we made it
+        (saves a mkdir/rmdir pair, slow on some filesystems); otherwise remove it."""
+        owner = self.uid if self.uid is not None else os.geteuid()
+        try:
+            st = os.lstat(tmp)
+            if (stat.S_ISDIR(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o700
+                    and st.st_uid == owner and not os.listdir(tmp)):
+                self.spare_tmp = tmp
+                return
+        except OSError:
+            pass
+        shutil.rmtree(tmp, ignore_errors=True)
 
     def _watch(self, pid: int, streams: dict, deadline: float):
         """Read output until the child exits, the deadline passes or output overflows."""
@@ -399,6 +425,8 @@ def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the host decides when we stop
     for name in PRELOAD:
         __import__(name)
+    gc.collect()
+    gc.freeze()  # the collector in each child leaves the preloaded objects (and their pages) alone
     Worker(cfg, cmd_fd, out_fd).start()
 
 
