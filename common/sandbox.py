@@ -32,9 +32,14 @@ What this does NOT protect against:
     against the verdict;
   - reading files: programs may read anything the host user can read (the uid drop keeps
     CAP_DAC_READ_SEARCH so imports from a root-only Python install work);
-  - at "namespaces" level without root, and at "rlimits" level: writes to the host user's
-    files; at "rlimits": network access. Without root, RLIMIT_NPROC does not separate the
-    program from the host user's own processes;
+  - without root (no uid of its own): writes to the host user's files at "namespaces" and
+    "rlimits" level, signalling the worker (a killed worker fails that program and is
+    replaced), and at "rlimits" level ``os.kill(-1, 9)`` reaches every process of the host
+    user; RLIMIT_NPROC then counts the user's own processes too;
+  - at "rlimits" level: network access; at "namespaces"/"rlimits": writes to world-writable
+    host directories such as /tmp (bwrap gives a private /tmp);
+  - programs run by the same worker share its uid and world-writable paths (/dev/shm), so one
+    program can leave files there for a later one;
   - disk filling inside the private /tmp (files are capped by RLIMIT_FSIZE, not their count),
     kernel exploits, side channels, CPU contention between programs.
 """
