@@ -251,6 +251,8 @@ def score(benchmark_name: str, samples_path: str | Path, out_dir: str | Path, da
     kept = [s for s in samples if str(s["task_id"]) in keep]
     if not kept:
         raise EvalDataError(f"{samples_path}: no samples for the first {limit} {bench.name} tasks")
+    if len(kept) < len(samples):
+        log.info("%s: --limit %s: ignoring %d samples of later tasks", bench.name, limit, len(samples) - len(kept))
     log.info("%s: scoring %d samples on %d tasks (%s)", bench.name, len(kept), len(tasks),
              data_path or "default data")
     scored = score_samples(bench, tasks, kept, ks=ks, grader_mode=grader_mode,

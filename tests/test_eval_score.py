@@ -67,8 +67,9 @@ def test_humaneval_pass_only_and_pass_at_k(tmp_path):
         rows.append({"task_id": tid, "completion": p["canonical_solution"] if i < 10 else "    pass\n"})
     samples = write_jsonl(tmp_path / "s.jsonl", rows)
     rc, summary, results = run_score(tmp_path, "--benchmark", "humaneval", "--samples", str(samples),
-                                     "--k", "1,2,5", "--limit", "20")
+                                     "--k", "1,2,5", "--limit", "20", "--timeout", "30", "--workers", "2")
     assert rc == 0
+    assert (summary["sandbox"]["timeout_s"], summary["sandbox"]["workers"]) == (30.0, 2)
     # per task n=2: c=1 -> pass@1 = 0.5, pass@2 = 1; c=0 -> 0. Mean over 20 tasks:
     assert summary["metrics"]["pass@1"] == pytest.approx(10 * 0.5 / 20)
     assert summary["metrics"]["pass@2"] == pytest.approx(10 / 20)
@@ -191,3 +192,22 @@ def test_bad_data_file_errors(tmp_path, capsys):
 def test_bad_k_is_a_usage_error(tmp_path):
     with pytest.raises(SystemExit):
         main(["eval", "score", "--benchmark", "math", "--samples", "s", "--k", "0,x", "--out", str(tmp_path)])
+
+
+def test_score_samples_in_memory_with_a_shared_grader(tmp_path):
+    """Training stages pass rows and a live grader; unknown ids still raise."""
+    from domainspec.eval.datafiles import EvalDataError
+    from domainspec.eval.math_grader import MathGrader
+    from domainspec.eval.registry import get_benchmark
+    from domainspec.eval.scoring import score_samples
+
+    bench = get_benchmark("math")
+    tasks = bench.load(str(write_jsonl(tmp_path / "d.jsonl", MINI_MATH)))
+    grader = MathGrader(mode="qwen-compat")
+    scored = score_samples(bench, tasks, [{"task_id": "1", "completion": "\\boxed{4}"},
+                                          {"task_id": "1", "completion": "\\boxed{4.0}"}], ks=(1, 2), grader=grader)
+    assert [(r["sample_index"], r["passed"]) for r in scored.results] == [(0, True), (1, True)]
+    assert scored.summary["grader"]["mode"] == "qwen-compat" and scored.summary["tasks_without_samples"] == 1
+    assert scored.summary["num_tasks"] == 1 and scored.summary["metrics"]["maj@2"] == 1.0
+    with pytest.raises(EvalDataError, match="not in the math data"):
+        score_samples(bench, tasks, [{"task_id": "b", "completion": "1"}], grader=grader)
