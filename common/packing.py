@@ -38,7 +38,7 @@ from __future__ import annotations
 import bisect
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal, Sequence
+from typing import Any, Iterable, Literal, Mapping, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -220,6 +220,28 @@ def block_causal_mask(seq_lens_per_row: Sequence[Sequence[int]], length: int):
     return (same & causal)[:, None]
 
 
+def segments_from_positions(position_ids: Sequence[int]) -> list[int]:
+    """Segment lengths implied by position ids (a new segment wherever the id is not previous + 1)."""
+    lens: list[int] = []
+    prev = None
+    for p in position_ids:
+        if prev is None or p != prev + 1:
+            lens.append(0)
+        lens[-1] += 1
+        prev = p
+    return lens
+
+
+def _as_example(e: PackedExample | Mapping[str, Any]) -> PackedExample:
+    if isinstance(e, PackedExample):
+        return e
+    # rows read back from a datasets table: seq_lens may be absent (derive them; never assume one segment)
+    ids, pos = list(e["input_ids"]), list(e["position_ids"])
+    seq_lens = list(e.get("seq_lens") or segments_from_positions(pos))
+    labels = list(e["labels"]) if e.get("labels") is not None else list(ids)
+    return PackedExample(ids, labels, pos, seq_lens, int(e.get("num_pad") or 0))
+
+
 class PackedCollator:
     """Batch packed examples for ``model(**batch)`` under a given attention implementation."""
 
@@ -236,7 +258,7 @@ class PackedCollator:
     def __call__(self, examples: Sequence[PackedExample | dict]) -> dict[str, Any]:
         import torch
 
-        rows = [e if isinstance(e, PackedExample) else PackedExample(**e) for e in examples]
+        rows = [_as_example(e) for e in examples]
         if not rows:
             raise ValueError("PackedCollator: empty batch")
         length = max(len(r) for r in rows)

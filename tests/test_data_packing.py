@@ -159,3 +159,10 @@ def test_bad_inputs():
         pack_documents([[1, 2]], seq_len=4, labels=[[1]])
     with pytest.raises(ValueError, match="not supported"):
         PackedCollator("flex")
+
+
+def test_collator_accepts_rows_without_seq_lens():
+    ex = pack_documents([[1, 2, 3], [4, 5], [6]], seq_len=9, eos_id=0)
+    rows = [{"input_ids": e.input_ids, "labels": e.labels, "position_ids": e.position_ids} for e in ex]
+    a, b = PackedCollator("sdpa")(ex), PackedCollator("sdpa")(rows)
+    assert all(torch.equal(a[k], b[k]) for k in a)
