@@ -40,8 +40,8 @@ def _split_sum(s: str) -> list[str] | None:
     return terms if len(terms) > 1 else None
 
 
-def rewrites(gold: str) -> list[str]:
-    """Equivalent forms of a gold answer (only rewrites that are certainly equal)."""
+def rewrites(gold: str) -> list[tuple[str, str]]:
+    """(kind, equivalent form) of a gold answer (only rewrites that are certainly equal)."""
     forms = []
     m = re.fullmatch(r"\\[dt]?frac\{?(-?\d+)\}?\{?(\d+)\}?|\\frac(\d)(\d)", gold.strip())
     if m:
@@ -53,60 +53,66 @@ def rewrites(gold: str) -> list[str]:
         while d % 5 == 0:
             d //= 5
         if d == 1:  # terminating: write it as a decimal
-            forms.append(f"{float(value):.10g}")
-        forms.append(f"{num * 3}/{den * 3}")
+            forms.append(("decimal", f"{float(value):.10g}"))
+        forms.append(("fraction", f"{num * 3}/{den * 3}"))
     if re.fullmatch(r"-?\d+", gold.strip()):
-        forms.append(f"{gold.strip()}.0")
-        forms.append(f"\\frac{{{2 * int(gold)}}}{{2}}")
+        forms.append(("decimal", f"{gold.strip()}.0"))
+        forms.append(("fraction", f"\\frac{{{2 * int(gold)}}}{{2}}"))
     terms = _split_sum(gold)
     if terms and not re.search(r"[=,<>]|\\pm|\\mp|\\begin|\\cup|\\\\", gold):
         first = terms[0] if terms[0][0] in "+-" else "+ " + terms[0]
-        forms.append(" ".join([terms[-1].lstrip("+ ")] + terms[1:-1] + [first]))
+        forms.append(("reordered sum", " ".join([terms[-1].lstrip("+ ")] + terms[1:-1] + [first])))
     if "\\frac" in gold:
-        forms.append(gold.replace("\\frac", "\\dfrac"))
+        forms.append(("dfrac", gold.replace("\\frac", "\\dfrac")))
     unit = "\\text{ units}" if re.fullmatch(r"-?[\d.]+", gold.strip()) else ""
-    forms.append(f"Putting it together, the final answer is $\\boxed{{{gold}{unit}}}$.")
+    forms.append(("boxed with text", f"Putting it together, the final answer is $\\boxed{{{gold}{unit}}}$."))
     return forms
 
 
-def build_pairs(data: Path, limit: int | None) -> list[tuple[str, str]]:
+def build_pairs(data: Path, limit: int | None) -> list[tuple[str, str, str]]:
     rows = [json.loads(line) for line in data.read_text().splitlines() if line.strip()]
     pairs, seen = [], set()
     for row in rows[:limit]:
-        for form in rewrites(row["answer"]):
+        for kind, form in rewrites(row["answer"]):
             reply = form if "boxed" in form else f"So the answer is ${form}$."
             if (reply, row["answer"]) not in seen:
                 seen.add((reply, row["answer"]))
-                pairs.append((reply, row["answer"]))
+                pairs.append((kind, reply, row["answer"]))
     return pairs
 
 
-def bench_ours(mode: str, pairs) -> tuple[float, float]:
+def _run(check, pairs) -> dict[str, tuple[float, float]]:
+    """kind -> (checks/s, share judged equal); kind "all" for everything."""
+    times: dict[str, list[float]] = {}
+    hits: dict[str, int] = {}
+    for kind, reply, gold in pairs:
+        start = time.perf_counter()
+        ok = check(reply, gold)
+        elapsed = time.perf_counter() - start
+        for k in (kind, "all"):
+            times.setdefault(k, []).append(elapsed)
+            hits[k] = hits.get(k, 0) + bool(ok)
+    return {k: (len(t) / sum(t), hits[k] / len(t)) for k, t in times.items()}
+
+
+def bench_ours(mode: str, pairs):
     from domainspec.eval import math_grader
     from domainspec.eval.math_grader import MathGrader
 
     grader = MathGrader(mode)
     grader.grade("so \\boxed{x+1}", "1+x")  # start the worker outside the timing
     math_grader._cache.clear()
-    start = time.perf_counter()
-    correct = sum(grader.grade(reply, gold).correct for reply, gold in pairs)
-    elapsed = time.perf_counter() - start
-    return len(pairs) / elapsed, correct / len(pairs)
+    return _run(lambda reply, gold: grader.grade(reply, gold).correct, pairs)
 
 
-def bench_math_verify(pairs) -> tuple[float, float] | None:
+def bench_math_verify(pairs):
     try:
         from math_verify import parse, verify
     except ImportError:
         print("math-verify is not installed (benchmark-only dependency): pip install math-verify")
         return None
     verify(parse("$x+1$"), parse("$1+x$"))
-    start = time.perf_counter()
-    correct = 0
-    for reply, gold in pairs:
-        correct += bool(verify(parse(f"${gold}$"), parse(reply)))
-    elapsed = time.perf_counter() - start
-    return len(pairs) / elapsed, correct / len(pairs)
+    return _run(lambda reply, gold: verify(parse(f"${gold}$"), parse(reply)), pairs)
 
 
 def main(argv=None) -> int:
@@ -123,10 +129,14 @@ def main(argv=None) -> int:
     mv = bench_math_verify(pairs)
     if mv:
         results["math-verify"] = mv
-    print(f"{'grader':<14}{'checks/s':>10}{'judged equal':>14}{'vs math-verify':>16}")
-    for name, (rate, acc) in results.items():
-        ratio = f"{rate / mv[0]:.2f}x" if mv else "-"
-        print(f"{name:<14}{rate:>10.1f}{acc:>13.1%}{ratio:>16}")
+    kinds = ["all"] + sorted({kind for kind, _, _ in pairs})
+    print(f"{'rewrite':<17}{'pairs':>6}{'grader':>13}{'checks/s':>10}{'judged equal':>14}{'vs math-verify':>16}")
+    for kind in kinds:
+        n = len(pairs) if kind == "all" else sum(k == kind for k, _, _ in pairs)
+        for name, table in results.items():
+            rate, acc = table[kind]
+            ratio = f"{rate / mv[kind][0]:.2f}x" if mv else "-"
+            print(f"{kind:<17}{n:>6}{name:>13}{rate:>10.1f}{acc:>13.1%}{ratio:>16}")
     return 0
 
 

@@ -6,7 +6,7 @@ Use it through ``domainspec.eval.math_grader`` (``mode="qwen-compat"``); this mo
 (equivalence) and ``qwen_majority`` (maj@k). It is not the strict grader and is not sound.
 
 Known leniencies, reproduced on purpose (each is tested in tests/test_math_grader.py):
-1. Unit-word deletion: ``qwen_strip_string`` deletes ~130 "unit" words wherever they stand
+1. Unit-word deletion: ``qwen_strip_string`` deletes "unit" words (~130 in Qwen's list, 159 here) wherever they stand
    between non-word characters, including single letters (``a``, ``t``, ``h``...), ``sec`` and
    ``pm``: ``(a+5)(b+2)`` becomes ``(+5)(b+2)``, ``\\sec^2(y)`` and ``\\pm 2021`` are mangled.
    Our list is written from the published behaviour, not copied; a few rare words may differ.
@@ -46,7 +46,9 @@ marble marbles cookie cookies candy candies point points times time mark marks u
 a t h o p pm am st nd rd th ab bc
 """.split()
 UNIT_WORDS = sorted(set(UNIT_WORDS), key=lambda w: (-len(w), w))
-_UNIT_RES = [re.compile(r"(^|\W)" + re.escape(w) + r"($|\W)") for w in UNIT_WORDS]
+# one alternation with lookarounds instead of ~130 sequential passes: the same words are deleted
+# (a word bounded by non-word characters), ~100x fewer regex scans
+_UNIT_RE = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(w) for w in UNIT_WORDS) + r")(?!\w)")
 REL_TOL = 1e-4
 
 
@@ -104,9 +106,7 @@ def qwen_strip_string(s: str) -> str:
     no_unit = re.sub(r"\\text\{.*?\}$", "", s).strip()
     if no_unit and no_unit != s:
         s = no_unit
-    for _ in range(2):  # leniency 1
-        for pattern in _UNIT_RES:
-            s = pattern.sub(r"\1\2", s)
+    s = _UNIT_RE.sub("", s)  # leniency 1
     s = s.replace("^{\\circ}", "").replace("^\\circ", "").replace("\\$", "").replace("$", "")
     s = s.replace("\\(", "").replace("\\)", "")
     s = re.sub(r"\\(?:text|mbox|textbf|mathrm)\{(.*?)\}", r"\1", s)

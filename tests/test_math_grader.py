@@ -273,3 +273,13 @@ def test_math500_gold_solutions_score_one(mode):
     grades = MathGrader(mode).grade_many([(r["solution"], math_gold(r)) for r in rows])
     wrong = [(r["unique_id"], g.extracted) for r, g in zip(rows, grades) if not g.correct]
     assert wrong == []
+
+
+def test_same_answers_from_threads_as_from_main_thread():
+    from domainspec.eval import math_grader
+
+    expected = [is_equiv(p, g) for p, g, _ in EQ]
+    math_grader._cache.clear()  # make the threads do the guarded work again
+    with ThreadPoolExecutor(max_workers=4) as ex:
+        got = list(ex.map(lambda row: is_equiv(row[0], row[1]), EQ))
+    assert got == expected == [e for _, _, e in EQ]
