@@ -77,7 +77,10 @@ def _drop_privileges(uid: int) -> None:
     os.setgroups([])
     os.setgid(uid)
     os.setuid(uid)
-    _keep_only_dac_read_search()
+    # KEEPCAPS left every capability in the permitted set: failing to narrow it must be fatal
+    if not _keep_only_dac_read_search():
+        raise OSError(ctypes.get_errno(), "capset failed after setuid")
+    _prctl(PR_SET_KEEPCAPS, 0)
 
 
 def _set_limits(lim: dict, timeout_s: float) -> None:

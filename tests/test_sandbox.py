@@ -178,3 +178,13 @@ def test_close_is_idempotent_and_leaves_nothing():
     assert tagged_pids(s.tag) == []
     with pytest.raises(SandboxError, match="closed"):
         s.run("pass")
+
+
+def test_program_is_unprivileged_when_host_is_root(sb):
+    if os.geteuid() != 0 or not sb._workers[0].info["uid_drop"]:
+        pytest.skip("programs get their own uid only when the host runs as root")
+    r = sb.run("import os\nassert os.getuid() != 0 and os.geteuid() != 0\n"
+               "caps = {l.split(':')[0]: int(l.split()[1], 16) for l in open('/proc/self/status') if l.startswith('Cap')}\n"
+               "assert caps['CapEff'] & ~(1 << 2) == 0 and caps['CapPrm'] & ~(1 << 2) == 0, caps\n"
+               "assert open('/proc/self/status').read().count('NoNewPrivs:\\t1') == 1\n")
+    assert r.passed, r
