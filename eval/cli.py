@@ -68,10 +68,11 @@ def register(subparsers) -> None:
 
 def _score(args: argparse.Namespace) -> int:
     from domainspec.eval.datafiles import EvalDataError
+    from domainspec.eval.registry import get_benchmark
     from domainspec.eval.scoring import score
 
     sandbox_config = None
-    if args.benchmark in ("humaneval", "mbpp"):
+    if get_benchmark(args.benchmark).kind == "code":
         from domainspec.common.sandbox import SandboxConfig
 
         overrides = {k: v for k, v in (("timeout_s", args.timeout), ("workers", args.workers)) if v is not None}
