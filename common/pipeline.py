@@ -171,7 +171,9 @@ def load_plan(path: str | Path, overrides: Iterable[str] | None = None, workdir:
     wd = Path(workdir or data.get("workdir") or "runs")
     if not wd.is_absolute():
         wd = (Path.cwd() / wd)
-    wanted = list(pipelines) if pipelines else list(pipes)
+    # pipelines marked `default: false` (e.g. the real-scale examples) run only when named
+    wanted = list(pipelines) if pipelines else [n for n, d in pipes.items()
+                                               if not (isinstance(d, dict) and d.get("default") is False)]
     for p in wanted:
         if p not in pipes:
             raise ConfigError(f"{src}: no pipeline {p!r}; the file defines: {', '.join(pipes)}")
@@ -194,7 +196,7 @@ def _plan_pipeline(pname: str, pdef: Any, templates: dict, lines: LineIndex, wd:
     base = ("pipelines", pname)
     if not isinstance(pdef, dict) or not isinstance(pdef.get("stages"), dict) or not pdef["stages"]:
         raise ConfigError(f"{lines.where(base)}: pipelines.{pname}: expected 'stages:' mapping stage name -> definition")
-    extra = set(pdef) - {"stages", "description"}
+    extra = set(pdef) - {"stages", "description", "default"}
     if extra:
         raise ConfigError(f"{lines.where(base + (sorted(extra)[0],))}: pipelines.{pname}.{sorted(extra)[0]}: unknown key")
     errors: list[str] = []

@@ -32,6 +32,10 @@ pipelines:
       a: {{extends: base, config: {{value: 2, source: {src}}}}}
       b: {{type: echo, config: {{value: 3, source: "${{a.artifact}}"}}}}
       c: {{type: echo, config: {{value: 4, source: "${{b.artifact}}"}}}}
+  big:
+    default: false
+    stages:
+      x: {{type: echo}}
 """
 
 
@@ -87,6 +91,9 @@ def test_dry_run_only_from(pipe, capsys):
     assert main(["run", str(f), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "run   a (echo)" in out and "not done yet" in out
+    assert "pipeline big" not in out  # default: false runs only when named
+    assert main(["run", str(f), "--dry-run", "--pipeline", "big"]) == 0
+    assert "run   x (echo)" in capsys.readouterr().out
     assert not wd.joinpath("p").exists()
     assert main(["run", str(f), "--only", "a"]) == 0
     assert [r for r in runs(wd) if "/" in r] == ["p/a"]
