@@ -14,6 +14,7 @@ full of deliberately odd files).
 from __future__ import annotations
 
 import ast
+import os
 import random
 import sysconfig
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Iterator
 # Sub-trees left out: the stdlib test suite, bundled third-party code, and GUI/
 # demo folders that add bulk but little typical code.
 _EXCLUDE_DIRS = {"site-packages", "dist-packages", "test", "tests", "idlelib", "turtledemo", "__pycache__",
-                 "lib2to3", "ensurepip", "config-3.11-x86_64-linux-gnu"}
+                 "lib2to3", "ensurepip"}
 
 
 def stdlib_dir() -> Path:
@@ -32,9 +33,12 @@ def stdlib_dir() -> Path:
 def stdlib_code_files(limit: int | None = None, seed: int = 0) -> list[Path]:
     """Paths of the stdlib's ``.py`` files (shuffled with ``seed``, first ``limit``)."""
     root = stdlib_dir()
-    files = sorted(p for p in root.rglob("*.py")
-                   if not (set(p.relative_to(root).parts[:-1]) & _EXCLUDE_DIRS)
-                   and not p.relative_to(root).parts[0].startswith("config-"))
+    files = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        # prune in place: never descend into site-packages (often far larger than the stdlib)
+        dirnames[:] = [d for d in dirnames if d not in _EXCLUDE_DIRS and not d.startswith("config-")]
+        files.extend(Path(dirpath) / f for f in filenames if f.endswith(".py"))
+    files.sort()
     random.Random(seed).shuffle(files)
     return files[:limit] if limit is not None else files
 

@@ -175,11 +175,12 @@ class BenchmarkIndex:
         return index
 
 
-def decontaminate(docs: Iterable[str | tuple[str, str]], index: BenchmarkIndex,
-                  dropped_path: str | Path | None = None, stats: dict | None = None) -> Iterator[str]:
+def decontaminate(docs: Iterable[str | tuple], index: BenchmarkIndex,
+                  dropped_path: str | Path | None = None, stats: dict | None = None) -> Iterator:
     """Yield the documents sharing no n-gram with the index; log the others to ``dropped_path``.
 
-    ``docs``: texts (id = position) or ``(doc_id, text)`` pairs. ``stats`` (optional dict)
+    ``docs``: texts (id = position) or ``(doc_id, text, ...)`` tuples; kept items are
+    yielded exactly as given. ``stats`` (optional dict)
     receives ``kept``, ``dropped`` and per-benchmark counts when the stream is exhausted.
     """
     out = None
@@ -194,7 +195,7 @@ def decontaminate(docs: Iterable[str | tuple[str, str]], index: BenchmarkIndex,
             m = index.find(text)
             if m is None:
                 kept += 1
-                yield text
+                yield d
                 continue
             dropped += 1
             per[m.benchmark] = per.get(m.benchmark, 0) + 1

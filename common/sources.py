@@ -46,6 +46,8 @@ class DataSourceConfig(Config):
                                   "builtin:stdlib_code | builtin:stdlib_docs | builtin:math_corpus.")
     name: str | None = Field(None, description="Label in mix reports and caches; default: derived from path.")
     weight: float = Field(1.0, gt=0, description="Relative share of this source in a mix (see mixing.py).")
+    domain: Literal["code", "text", "math"] | None = Field(
+        None, description="What the source holds (FIM applies to code); default inferred from the path.")
     text_field: str = Field("text", description="Column/key holding the document text (files and hub datasets).")
     split: str = Field("train", description="Split to read (hub datasets and local data files).")
     config_name: str | None = Field(None, description="Hub dataset configuration name.")
