@@ -90,6 +90,7 @@ class GuardedPool:
         self.cond = threading.Condition()
         self.pid = os.getpid()
         self.timeouts = 0
+        self.closed = False
 
     def _acquire(self) -> _Worker:
         with self.cond:
@@ -103,18 +104,26 @@ class GuardedPool:
                 self.cond.wait()
 
     def _release(self, worker: _Worker, healthy: bool):
-        with self.cond:
-            if healthy:
+        if healthy:
+            with self.cond:
                 self.idle.append(worker)
-            else:
-                self.all.discard(worker)
-                # start the replacement now: its sympy import overlaps the caller's next work
-                replacement = _Worker()
+                self.cond.notify()
+            return
+        try:
+            worker.proc.kill()  # SIGKILL now; reaping and the replacement happen off the caller's path
+        except OSError:
+            pass
+        threading.Thread(target=self._replace, args=(worker,), daemon=True).start()
+
+    def _replace(self, dead: _Worker):
+        dead.kill()
+        with self.cond:
+            self.all.discard(dead)
+            if self.pid == os.getpid() and len(self.all) < self.max_workers and not self.closed:
+                replacement = _Worker()  # its sympy import overlaps the caller's next work
                 self.all.add(replacement)
                 self.idle.append(replacement)
             self.cond.notify()
-        if not healthy:
-            worker.kill()
 
     def check(self, mode: str, pred: str, gold: str, timeout_s: float) -> bool | None:
         """True/False, or None when the check ran over timeout_s (the worker is replaced)."""
@@ -134,6 +143,7 @@ class GuardedPool:
 
     def close(self):
         with self.cond:
+            self.closed = True
             workers, self.all, self.idle = list(self.all), set(), []
         for w in workers:
             try:

@@ -96,6 +96,15 @@ EQ = [
     (r"-\infty", r"\infty", False),
     ("", "5", False),
     (r"\frac{1}{0}", "5", False),
+    (r"x \in (-\infty, 2) \cup (3, \infty)", r"(-\infty,2)\cup(3,\infty)", True),
+    (r"\text{no solution}", "No solution", True),
+    (r"50\%", "0.5", False),  # convention: a percent answer is compared as its number of percent
+    (r"e^{i\pi}", "-1", True),
+    (r"1.5 \times 10^{3}", "1500", True),
+    (r"(5, \infty)", "x > 5", True),   # gold relation accepts the interval ...
+    ("x > 5", r"(5, \infty)", False),  # ... a gold interval does not accept a relation
+    (r"\sqrt[3]{8}", "2", True),
+    (r"a=2, b=3", "2, 3", True),
 ]
 
 
@@ -223,8 +232,9 @@ def test_guarded_path_matches_direct_body():
 # ---------------------------------------------------------------- time limit
 def _timed_tower(timeout_s: float):
     # start this process's worker outside the timed part (a fresh pair: a forked child inherits
-    # the parent's result cache)
-    is_equiv(f"x+{os.getpid()}", f"{os.getpid()}+x", timeout_s=60)
+    # the parent's result cache, and this process may have checked it before)
+    unique = f"{os.getpid()}{time.monotonic_ns()}"
+    is_equiv(f"x+{unique}", f"{unique}+x", timeout_s=60)
     start = time.monotonic()
     result = is_equiv(POWER_TOWER, "7", timeout_s=timeout_s)
     return result, time.monotonic() - start
