@@ -9,7 +9,8 @@ Known leniencies, reproduced on purpose (each is tested in tests/test_math_grade
 1. Unit-word deletion: ``qwen_strip_string`` deletes "unit" words (~130 in Qwen's list, 159 here) wherever they stand
    between non-word characters, including single letters (``a``, ``t``, ``h``...), ``sec`` and
    ``pm``: ``(a+5)(b+2)`` becomes ``(+5)(b+2)``, ``\\sec^2(y)`` and ``\\pm 2021`` are mangled.
-   Our list is written from the published behaviour, not copied; a few rare words may differ.
+   Our list is written from the published behaviour, not copied: the known deletions above are
+   the same, rarer words differ (ours has extra nouns such as ``apples``, ``tickets``).
 2. Percent leniency: when both answers are numbers, a gold g accepts g/100, g and g*100
    (``0.25`` and ``2500`` both equal ``25``); a trailing ``%`` is dropped.
 3. Relative tolerance 1e-4 for every numeric comparison, also after symbolic evaluation.
