@@ -79,7 +79,9 @@ class CausalLMObjective:
     def loss(self, model: Any, batch: Mapping[str, Any]) -> tuple["torch.Tensor", dict[str, float]]:
         import torch.nn.functional as F
 
-        inputs = {k: batch[k] for k in ("input_ids", "position_ids", "attention_mask") if k in batch}
+        # everything the collator built except labels: ids, positions, and the mask (sdpa/eager) or
+        # cu_seq_lens_* / max_length_* (flash_attention_2) that keep packed documents apart
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
         logits = model(**inputs, use_cache=False).logits
         # labels are aligned with input_ids: the logit at t predicts the token at t+1
         shift_logits = logits[:, :-1, :].reshape(-1, logits.size(-1)).float()

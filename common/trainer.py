@@ -115,10 +115,12 @@ def _import_deepspeed():
     return deepspeed
 
 
-def _init_distributed(deepspeed) -> tuple[int, int, int]:
-    """(rank, local_rank, world) from the launcher's env (deepspeed/torchrun), or a 1-process group."""
+def init_distributed() -> tuple[int, int, int]:
+    """(rank, local_rank, world) from the launcher's env (deepspeed/torchrun), or a 1-process group.
+    Idempotent; ``train`` calls it, callers that need ranks before training (data building) may too."""
     import socket
     import torch
+    deepspeed = _import_deepspeed()
     if "RANK" not in os.environ:  # plain `python ...`: a process group of one
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -132,10 +134,10 @@ def _init_distributed(deepspeed) -> tuple[int, int, int]:
     return int(os.environ["RANK"]), local_rank, int(os.environ["WORLD_SIZE"])
 
 
-def _plan(cfg: TrainConfig, dataset: Sequence, rank: int, world: int) -> _Plan:
+def _plan(cfg: TrainConfig, dataset: Sequence, objective, rank: int, world: int) -> _Plan:
     if len(dataset) == 0:
         raise ValueError("the training dataset is empty")
-    seq_len = len(dataset[0]["input_ids"])
+    seq_len = objective.num_tokens(objective.collate([dataset[0]]))  # tokens in one row
     gb = cfg.global_batch_size
     if cfg.global_batch_tokens is not None:
         if cfg.global_batch_tokens % seq_len:
@@ -258,8 +260,8 @@ def train(model, tokenizer, dataset: Sequence, objective, cfg: TrainConfig, out_
 
     deepspeed = _import_deepspeed()
     out_dir = Path(out_dir)
-    rank, _, world = _init_distributed(deepspeed)
-    plan = _plan(cfg, dataset, rank, world)
+    rank, _, world = init_distributed()
+    plan = _plan(cfg, dataset, objective, rank, world)
     bf16 = _resolve_bf16(cfg.precision)
     _seed_everything(cfg.seed)
     if cfg.gradient_checkpointing:
