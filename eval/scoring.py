@@ -135,7 +135,8 @@ def _metrics(per_task: dict[str, list[dict]], ks: Sequence[int], grader) -> tupl
         else:
             metrics[f"pass@{k}"] = value
     if grader is not None:
-        metrics["accuracy"] = sum(c for _, c in counts) / sum(n for n, _ in counts)
+        # the grader owns the convention: strict = mean over all samples, qwen-compat = first sample
+        metrics["accuracy"] = grader.accuracy([[r["passed"] for r in rs] for rs in per_task.values()])
         vote_ks = sorted({k for k in ks if 1 < k <= n_min} | ({n_min} if n_min > 1 else set()))
         for k in vote_ks:
             hits = [majority_correct([r["extracted"] for r in rs], [r["passed"] for r in rs], k,

@@ -14,10 +14,7 @@ needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"benchmark data not f
 # test_setup_code to run after the solution, which defines the Node class the setup uses)
 MBPP_REFERENCE_FAILURES: dict[str, str] = {}
 # MATH-500 gold solutions the grader does not give full marks, and why
-MATH500_GOLD_FAILURES = {
-    "test/number_theory/459.json": "solution boxes two forms (15\\frac{39}{40} and \\frac{639}{40}); "
-                                   "the grader's extraction joins both boxes into one answer",
-}
+MATH500_GOLD_FAILURES: dict[str, str] = {}
 
 
 def write_jsonl(path: Path, rows) -> Path:
