@@ -2,7 +2,8 @@
 
 Training rows (toy tasks, stdlib doctests) and the held-out / HumanEval evaluation
 of coder/sft.py use these same functions, so the model is scored on exactly the
-format it was trained on. Answers are a fenced ``python`` block, which
+format it was trained on: a function request is HumanEval's own chat prompt
+(domainspec.eval.humaneval), for the toy tasks too. Answers are a fenced ``python`` block, which
 domainspec.eval's HumanEval scoring accepts as a whole response.
 
 Not here: the chat template itself (the tokenizer's) and code sanitizing (domainspec.eval.code_sanitize).
@@ -12,11 +13,6 @@ from __future__ import annotations
 import re
 
 _FENCE = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)(?:```|\Z)", re.S)
-
-
-def complete_request(prompt: str) -> str:
-    """Ask for the function whose signature and docstring are ``prompt`` (HumanEval style)."""
-    return f"Complete the following Python function.\n```python\n{prompt.rstrip()}\n```"
 
 
 def function_request(signature: str, doc: str) -> str:
@@ -29,7 +25,11 @@ def code_response(code: str) -> str:
 
 
 def completion_messages(prompt: str) -> list[dict]:
-    return [{"role": "user", "content": complete_request(prompt)}]
+    """HumanEval's chat request for a function whose signature + docstring are ``prompt``."""
+    from domainspec.eval.humaneval import HUMANEVAL
+    from domainspec.eval.tasks import Task
+
+    return HUMANEVAL.prompt(Task(task_id="", prompt=prompt), "chat")
 
 
 def extract_code(response: str) -> str | None:

@@ -1,0 +1,274 @@
+"""Multi-stage Coder SFT (Qwen2.5-Coder recipe): coarse-to-fine stages on the one training loop.
+
+Each stage: build its data mix (coder/sft_data.py; execution-filtered where a source asks),
+render conversations with the chat template (loss only on assistant tokens incl.
+``<|im_end|>``, domainspec.common.chat_data), pack with per-sample isolation, train with
+``domainspec.common.trainer.train`` + ``CausalLMObjective`` from the previous stage's
+weights, then score the held-out toy set (and optionally HumanEval) with
+coder/heldout_eval.py. The starting model is scored too, so every stage's gain is visible.
+
+Layout of ``out_dir``::
+
+    resolved_config.yaml  summary.json  report.md  eval_base/
+    <i>_<stage>/  data_report.json  metrics.jsonl  checkpoints/  final/  eval/  summary.json  done.json
+
+Resume: a stage with ``done.json`` whose hash matches is skipped; a stage killed mid-way
+resumes from its last checkpoint (``train.save_every``); a stage whose config (or an
+earlier stage) changed is wiped and re-run.
+
+Usage::
+
+    cfg = load_coder_sft_config("coder_sft.yaml", ["stages.1.train.lr=2e-4"])
+    summary = run_coder_sft(cfg, "runs/coder_sft")
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator, model_validator
+
+from domainspec.common.config import (Config, ConfigError, LineIndex, apply_overrides, build_config, load_yaml)
+from domainspec.common.modeling import ModelConfig
+from domainspec.common.stages import StageType
+from domainspec.common.trainer import TrainConfig
+from domainspec.coder.exec_filter import ExecFilterConfig
+from domainspec.coder.heldout_eval import EvalSettings
+from domainspec.coder.sft_data import SFTSourceConfig
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG = Path(__file__).with_name("default_sft.yaml")
+_FILE_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".gz", ".txt")
+
+
+def _sft_train_defaults() -> TrainConfig:
+    # Qwen2.5-Coder SFT: cosine ramp to the peak over 3% warmup, then constant.
+    return TrainConfig(lr=1e-5, schedule="cosine_ramp_constant", warmup_ratio=0.03, weight_decay=0.0,
+                       save_every=50, epochs=1.0)
+
+
+class SFTStageConfig(Config):
+    name: str = Field(description="Stage name (folder name; unique within the run).")
+    data: list[SFTSourceConfig] = Field(min_length=1, description="The stage's data sources and weights.")
+    num_samples: int | None = Field(None, ge=1, description="Conversations in the stage's mix, drawn by weight "
+                                                            "(null = every row of every source once).")
+    seq_len: int = Field(1024, ge=16, description="Packed sequence length in tokens.")
+    drop_longer: bool = Field(True, description="Drop conversations longer than seq_len (else truncate them).")
+    seed: int = Field(0, description="Seed of the data mix.")
+    train: TrainConfig = Field(default_factory=_sft_train_defaults,
+                               description="Optimizer/schedule/batch of this stage (the one training loop).")
+
+    @model_validator(mode="after")
+    def _check_batch(self) -> "SFTStageConfig":
+        t = self.train
+        if t.global_batch_tokens is None and t.global_batch_size % t.micro_batch_size:
+            raise ValueError(f"train.global_batch_size {t.global_batch_size} is not a multiple of "
+                             f"train.micro_batch_size {t.micro_batch_size}")
+        return self
+
+
+class CoderSFTConfig(Config):
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Starting model (the CPT checkpoint).")
+    stages: list[SFTStageConfig] = Field(min_length=1, description="SFT stages, run in order, coarse to fine.")
+    exec_filter: ExecFilterConfig = Field(default_factory=ExecFilterConfig,
+                                          description="Execution filter for sources with exec_filter: true.")
+    eval: EvalSettings = Field(default_factory=EvalSettings, description="Held-out toy / HumanEval scoring.")
+    eval_base: bool = Field(True, description="Also score the starting model, for the before/after comparison.")
+    eval_every_stage: bool = Field(True, description="Score after every stage (else only after the last).")
+
+    @field_validator("stages")
+    @classmethod
+    def _unique_names(cls, stages: list[SFTStageConfig]) -> list[SFTStageConfig]:
+        names = [s.name for s in stages]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"stage names must be unique; repeated: {dup}")
+        return stages
+
+
+# ---------------------------------------------------------------- config loading / validation
+
+
+def check_config(cfg: CoderSFTConfig, lines: LineIndex | None = None) -> None:
+    """Checks pydantic cannot do (data files exist); every stage before any work. Raises ConfigError."""
+    lines = lines or LineIndex()
+    errors = []
+    for i, stage in enumerate(cfg.stages):
+        for j, src in enumerate(stage.data):
+            p = src.path
+            looks_local = p.endswith(_FILE_SUFFIXES) or p.startswith(("/", "./", "../", "~"))
+            if not p.startswith("builtin:") and looks_local and not Path(p).expanduser().exists():
+                key = ("stages", i, "data", j, "path")
+                errors.append(f"{lines.where(key)}: {'.'.join(map(str, key))}: data file not found: {p}")
+    if errors:
+        raise ConfigError("\n".join(errors))
+
+
+def load_coder_sft_config(path: str | Path | None = None, overrides: list[str] | None = None) -> CoderSFTConfig:
+    """Class defaults < YAML (default: the embedded default_sft.yaml) < ``--set`` overrides; fully validated."""
+    data, lines = load_yaml(path or DEFAULT_CONFIG)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{lines.source}: expected a mapping at the top level")
+    apply_overrides(data, overrides)
+    cfg = build_config(CoderSFTConfig, data, lines)
+    check_config(cfg, lines)
+    return cfg
+
+
+# ---------------------------------------------------------------- running
+
+
+def _hash(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _stage_data(stage: SFTStageConfig, cfg: CoderSFTConfig, tokenizer, sdir: Path) -> tuple[list[dict], dict]:
+    from domainspec.common.chat_data import pack_sft_examples, render_sft_example, row_to_messages
+    from domainspec.common.packing import packing_stats
+    from domainspec.coder.sft_data import build_stage_rows
+
+    rows, report = build_stage_rows(stage.data, stage.num_samples, stage.seed, cfg.exec_filter, report_dir=sdir)
+    examples, too_long, no_target = [], 0, 0
+    for k, row in enumerate(rows):
+        ids, labels = render_sft_example(row_to_messages(row, where=f"stage {stage.name}: row {k}"), tokenizer)
+        if len(ids) > stage.seq_len:
+            too_long += 1
+            if stage.drop_longer:
+                continue
+            ids, labels = ids[:stage.seq_len], labels[:stage.seq_len]
+        if all(x == -100 for x in labels[1:]):
+            no_target += 1
+            continue
+        examples.append((ids, labels))
+    if not examples:
+        raise ConfigError(f"stage {stage.name}: no conversation fits seq_len {stage.seq_len}")
+    packed = pack_sft_examples(examples, stage.seq_len, pad_id=tokenizer.pad_token_id or 0, pad_last=True)
+    stats = packing_stats(packed)
+    report = {"sources": report, "conversations": len(rows), "trained": len(examples),
+              "longer_than_seq_len": too_long, "dropped_longer": too_long if stage.drop_longer else 0,
+              "without_targets": no_target, "packed_rows": len(packed), "packing": stats,
+              "target_tokens": sum(sum(1 for x in lab[1:] if x != -100) for _, lab in examples)}
+    log.info("stage %s: %d conversations -> %d packed rows of %d tokens (%s); %d too long", stage.name,
+             len(examples), len(packed), stage.seq_len, ", ".join(f"{k} {v:.3f}" for k, v in stats.items()),
+             too_long)
+    return [p.to_dict() for p in packed], report
+
+
+def _train_stage(stage: SFTStageConfig, cfg: CoderSFTConfig, model_cfg: ModelConfig, sdir: Path) -> Path:
+    from domainspec.common.modeling import load_model_and_tokenizer
+    from domainspec.common.objectives import CausalLMObjective
+    from domainspec.common.trainer import train
+
+    model, tokenizer = load_model_and_tokenizer(model_cfg, for_training=True)
+    dataset, report = _stage_data(stage, cfg, tokenizer, sdir)
+    (sdir / "data_report.json").write_text(json.dumps(report, indent=2))
+    objective = CausalLMObjective(getattr(model.config, "_attn_implementation", "sdpa") or "sdpa")
+    result = train(model, tokenizer, dataset, objective, stage.train, sdir, resume=True)
+    if result.resumed_from:
+        log.info("stage %s: resumed from step %d", stage.name, result.resumed_from)
+    del model
+    return result.final_dir
+
+
+def _evaluate(model_cfg: ModelConfig, cfg: CoderSFTConfig, out: Path, root: Path) -> dict:
+    from domainspec.coder.heldout_eval import evaluate_checkpoint, toy_heldout_file
+
+    done = out / "eval_summary.json"
+    if done.is_file():
+        return json.loads(done.read_text())
+    toy = toy_heldout_file(cfg.eval, root) if cfg.eval.toy_tasks else None
+    return evaluate_checkpoint(model_cfg, cfg.eval, out, toy_data=toy)
+
+
+def _metrics(result: dict | None) -> dict:
+    out = {}
+    for which in ("toy", "humaneval"):
+        s = (result or {}).get(which)
+        if s:
+            out[which] = {"metrics": s["metrics"], "num_tasks": s["num_tasks"], "num_samples": s["num_samples"]}
+    return out
+
+
+def run_coder_sft(cfg: CoderSFTConfig, out_dir: str | Path) -> dict:
+    """Run (or resume) every stage; returns and writes the run summary (see module docstring)."""
+    check_config(cfg)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg.save_resolved(out)
+    start = time.perf_counter()
+    summary: dict = {"model": cfg.model.name_or_path, "stages": []}
+    if cfg.eval_base:
+        summary["base"] = _metrics(_evaluate(cfg.model, cfg, out / "eval_base", out))
+    model_cfg = cfg.model
+    chain = _hash(cfg.model.to_dict())
+    for i, stage in enumerate(cfg.stages):
+        sdir = out / f"{i + 1}_{stage.name}"
+        chain = _hash([chain, stage.to_dict(), cfg.exec_filter.to_dict()])
+        marker, started = sdir / "done.json", sdir / "stage_hash.txt"
+        stage_start = time.perf_counter()
+        if marker.is_file() and json.loads(marker.read_text()).get("hash") == chain:
+            log.info("stage %d (%s): done earlier, skipped", i + 1, stage.name)
+            record = json.loads(marker.read_text())["summary"]
+        else:
+            if sdir.exists() and (not started.is_file() or started.read_text() != chain):
+                log.info("stage %d (%s): config or an earlier stage changed; starting it afresh", i + 1, stage.name)
+                shutil.rmtree(sdir)
+            sdir.mkdir(parents=True, exist_ok=True)
+            started.write_text(chain)
+            stage.save_resolved(sdir, "stage_config.yaml")
+            final = _train_stage(stage, cfg, model_cfg, sdir)
+            stage_model = model_cfg.model_copy(update={"name_or_path": str(final), "gguf_file": None})
+            scores = None
+            if cfg.eval_every_stage or i == len(cfg.stages) - 1:
+                scores = _evaluate(stage_model, cfg, sdir / "eval", out)
+            losses = [json.loads(x)["loss"] for x in (sdir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+            record = {"name": stage.name, "dir": str(sdir), "final": str(final),
+                      "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
+                      "data": json.loads((sdir / "data_report.json").read_text()),
+                      "eval": _metrics(scores), "seconds": round(time.perf_counter() - stage_start, 1)}
+            (sdir / "summary.json").write_text(json.dumps(record, indent=2))
+            marker.write_text(json.dumps({"hash": chain, "summary": record}))
+        summary["stages"].append(record)
+        model_cfg = model_cfg.model_copy(update={"name_or_path": record["final"], "gguf_file": None})
+    summary["final_model"] = model_cfg.name_or_path
+    link = out / "final"  # stable path of the last stage's weights (the pipeline's `model` output)
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(Path(model_cfg.name_or_path).resolve(), target_is_directory=True)
+    summary["seconds"] = round(time.perf_counter() - start, 1)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    (out / "report.md").write_text(render_report(summary))
+    return summary
+
+
+def render_report(summary: dict) -> str:
+    def cell(ev: dict, which: str) -> str:
+        s = ev.get(which)
+        return "-" if not s else f"{s['metrics'].get('pass@1', float('nan')):.3f} ({s['num_samples']} samples)"
+
+    lines = ["# Coder SFT", "", f"Start: `{summary['model']}`", "",
+             "| model | toy held-out pass@1 | HumanEval pass@1 | loss first -> last |", "|---|---|---|---|"]
+    if "base" in summary:
+        lines.append(f"| start | {cell(summary['base'], 'toy')} | {cell(summary['base'], 'humaneval')} | |")
+    for st in summary["stages"]:
+        loss = "" if st["first_loss"] is None else f"{st['first_loss']:.3f} -> {st['final_loss']:.3f}"
+        lines.append(f"| after {st['name']} | {cell(st['eval'], 'toy')} | {cell(st['eval'], 'humaneval')} | {loss} |")
+    lines += ["", f"Total time: {summary.get('seconds', 0):.0f} s", ""]
+    return "\n".join(lines)
+
+
+def _run_stage(config: CoderSFTConfig, ctx) -> dict:
+    summary = run_coder_sft(config, ctx.out_dir)
+    return {"toy_pass@1": [((s.get("eval") or {}).get("toy") or {}).get("metrics", {}).get("pass@1")
+                           for s in summary["stages"]], "seconds": summary["seconds"]}
+
+
+CODER_SFT_STAGE = StageType("coder_sft", CoderSFTConfig, _run_stage, outputs={"model": "final", "report": "report.md"},
+                            distributed=False, description="Multi-stage Coder SFT with execution-checked data "
+                                                           "and held-out scoring after each stage")
