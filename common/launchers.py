@@ -7,8 +7,10 @@ every rank; rank 0 writes ``stage_result.json`` which the runner reads back.
 """
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -66,8 +68,7 @@ def launch_command(cfg: LauncherConfig, spec_path: Path) -> list[str]:
         if cfg.master_addr:
             cmd += ["--master_addr", cfg.master_addr]
         cmd += ["--master_port", str(cfg.master_port)]
-        # deepspeed counts CPU ranks as --num_accelerators on the CPU accelerator
-        cmd += ["--num_accelerators" if cfg.cpu else "--num_gpus", str(cfg.nproc_per_node)]
+        cmd += ["--num_gpus", str(cfg.nproc_per_node)]  # ranks per node (CPU ranks on the CPU accelerator)
         cmd += ["--module", EXEC_MODULE, "--spec", str(spec_path)]
         return cmd
     if cfg.kind == "torchrun":
@@ -128,12 +129,14 @@ def run_distributed(cfg: LauncherConfig, spec_path: Path, stage_dir: Path, job_n
     with open(log_path, "ab") as logf:
         logf.write(("$ " + shlex.join(cmd) + "\n").encode())
         logf.flush()
-        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+        env = dict(os.environ)
+        if cfg.cpu:
+            # hide GPUs so every rank takes the CPU accelerator (gloo); one thread each keeps ranks from fighting
+            env.update(CUDA_VISIBLE_DEVICES="", OMP_NUM_THREADS="1", DS_ACCELERATOR="cpu")
+        proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True, env=env)
         try:
             rc = proc.wait()
         except KeyboardInterrupt:
-            import os
-            import signal
             os.killpg(proc.pid, signal.SIGTERM)
             proc.wait()
             raise
