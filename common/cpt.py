@@ -10,7 +10,7 @@ Usage::
 
     cfg = load_config(CPTConfig, "cpt.yaml", overrides=["train.max_steps=100"])
     run_cpt(cfg, "runs/cpt")          # or: domainspec cpt --config cpt.yaml --out runs/cpt
-    # GPUs: deepspeed --num_gpus 8 -m domainspec.common.cpt_cli --config cpt.yaml --out runs/cpt
+    # GPUs: deepspeed --num_gpus 8 --module domainspec.common.cpt_cli --config cpt.yaml --out runs/cpt
 
 Defaults follow Qwen2.5-Coder / Qwen2.5-Math CPT: 8K context, code:text:math = 7:2:1,
 FIM on code, 10-gram decontamination, constant LR after 3% warmup (see TrainConfig).

@@ -1,7 +1,7 @@
 """``domainspec cpt``: continued pretraining from a config file.
 
     domainspec cpt --config cpt.yaml [--set train.max_steps=100 ...] [--out runs/cpt] [--no-resume]
-    deepspeed --num_gpus 8 -m domainspec.common.cpt_cli --config cpt.yaml --out runs/cpt   # one rank per GPU
+    deepspeed --num_gpus 8 --module domainspec.common.cpt_cli --config cpt.yaml --out runs/cpt   # one rank per GPU
     torchrun --nproc-per-node 8 -m domainspec.common.cpt_cli --config cpt.yaml --out runs/cpt
 
 The file is a :class:`~domainspec.common.cpt.CPTConfig` (or a file with a top-level ``cpt:``
