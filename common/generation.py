@@ -181,6 +181,11 @@ class HFBackend:
         if len(starts) != len(prompts):
             raise ValueError(f"sample_start has {len(starts)} entries for {len(prompts)} prompts")
         encoded = [self._encode(p) for p in prompts]
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        longest = max((len(e) for e in encoded), default=0)
+        if limit and longest + params.max_new_tokens > limit:
+            log.warning("longest prompt (%d tokens) + max_new_tokens (%d) exceeds the model's %d positions",
+                        longest, params.max_new_tokens, limit)
         # Greedy samples are identical: decode once per prompt and copy.
         rows = [(i, 0 if greedy else k) for i in range(len(prompts)) for k in range(1 if greedy else params.n)]
         rows.sort(key=lambda r: -len(encoded[r[0]]))  # similar lengths together: less padding
@@ -228,9 +233,7 @@ class HFBackend:
         ids = torch.tensor([[pad] * (width - len(t)) + t for t in token_lists])
         mask = torch.tensor([[0] * (width - len(t)) + [1] * len(t) for t in token_lists])
         device = next(self.model.parameters()).device
-        # Our own config, not the model's: instruct models ship sampling defaults
-        # (temperature, top_k, repetition_penalty) that would silently change results.
-        gen_cfg = GenerationConfig(max_new_tokens=params.max_new_tokens, do_sample=False,
+        gen_cfg = GenerationConfig(max_new_tokens=params.max_new_tokens, do_sample=False, num_beams=1,
                                    eos_token_id=self.eos_token_ids, pad_token_id=pad)
         processors = LogitsProcessorList()
         if params.temperature > 0:
@@ -238,10 +241,17 @@ class HFBackend:
         criteria = StoppingCriteriaList()
         if params.stop:
             criteria.append(_StopOnText(self.tokenizer, params.stop, width))
-        with torch.inference_mode():
-            out = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                      generation_config=gen_cfg, logits_processor=processors,
-                                      stopping_criteria=criteria)
+        # generate() fills every field left unset in gen_cfg from model.generation_config, and
+        # instruct models ship defaults there (top_k, repetition_penalty, ...) that would silently
+        # change results: hide it while generating.
+        saved, self.model.generation_config = self.model.generation_config, GenerationConfig()
+        try:
+            with torch.inference_mode():
+                out = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                          generation_config=gen_cfg, logits_processor=processors,
+                                          stopping_criteria=criteria)
+        finally:
+            self.model.generation_config = saved
         new = out[:, width:].tolist()
         ends = set(self.eos_token_ids) | {pad}
         texts, used = [], 0

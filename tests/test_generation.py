@@ -27,6 +27,20 @@ def test_greedy_is_deterministic_and_batch_invariant(backend):
     assert all(len(c) == 1 and c[0] for c in batched)
 
 
+def test_model_generation_defaults_do_not_leak(backend):
+    """Instruct checkpoints ship generation defaults (repetition_penalty, top_k...); params alone decide."""
+    params = GenerationParams(max_new_tokens=16)
+    before = backend.generate(PROMPTS[:1], params)
+    cfg = backend.model.generation_config
+    saved = (cfg.repetition_penalty, cfg.no_repeat_ngram_size)
+    cfg.repetition_penalty, cfg.no_repeat_ngram_size = 3.0, 2
+    try:
+        assert backend.generate(PROMPTS[:1], params) == before
+    finally:
+        cfg.repetition_penalty, cfg.no_repeat_ngram_size = saved
+    assert backend.model.generation_config is cfg
+
+
 def test_stop_strings_are_trimmed(backend):
     free = backend.generate(PROMPTS[:1], GenerationParams(max_new_tokens=32))[0][0]
     stop = free[6:9]  # a piece of the greedy output itself, so the stop must trigger
