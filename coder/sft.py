@@ -79,6 +79,9 @@ class CoderSFTConfig(Config):
     exec_filter: ExecFilterConfig = Field(default_factory=ExecFilterConfig,
                                           description="Execution filter for sources with exec_filter: true.")
     eval: EvalSettings = Field(default_factory=EvalSettings, description="Held-out toy / HumanEval scoring.")
+    tiny_shape: dict[str, int | float] | None = Field(
+        None, description="With model.name_or_path 'tiny': build the tiny Qwen2 model with these shape overrides "
+                          "instead (build_tiny_model fields, e.g. num_hidden_layers, hidden_size), cached by shape.")
     eval_base: bool = Field(True, description="Also score the starting model, for the before/after comparison.")
     eval_every_stage: bool = Field(True, description="Score after every stage (else only after the last).")
 
@@ -99,6 +102,15 @@ def check_config(cfg: CoderSFTConfig, lines: LineIndex | None = None) -> None:
     """Checks pydantic cannot do (data files exist); every stage before any work. Raises ConfigError."""
     lines = lines or LineIndex()
     errors = []
+    if cfg.tiny_shape is not None:
+        from domainspec.common.tiny_model import TINY_MODEL_DEFAULTS
+
+        bad = sorted(set(cfg.tiny_shape) - set(TINY_MODEL_DEFAULTS))
+        if bad:
+            errors.append(f"{lines.where(('tiny_shape',))}: tiny_shape: unknown fields {bad}; "
+                          f"known: {sorted(TINY_MODEL_DEFAULTS)}")
+        if cfg.model.name_or_path != "tiny":
+            errors.append(f"{lines.where(('tiny_shape',))}: tiny_shape is only used with model.name_or_path: tiny")
     for i, stage in enumerate(cfg.stages):
         for j, src in enumerate(stage.data):
             p = src.path
@@ -122,6 +134,30 @@ def load_coder_sft_config(path: str | Path | None = None, overrides: list[str] |
 
 
 # ---------------------------------------------------------------- running
+
+
+def resolve_start_model(cfg: CoderSFTConfig) -> ModelConfig:
+    """The starting ModelConfig; builds (once, cached by shape) a custom-shape tiny model if asked."""
+    if cfg.tiny_shape is None or cfg.model.name_or_path != "tiny":
+        return cfg.model
+    import fcntl
+    import os
+
+    from domainspec.common.modeling import cache_dir, tiny_recipe_hash
+    from domainspec.common.tiny_model import build_tiny_model
+
+    root = cache_dir()
+    final = root / f"coder-tiny-{_hash([tiny_recipe_hash(), cfg.tiny_shape])}"
+    if not (final / "config.json").exists():
+        root.mkdir(parents=True, exist_ok=True)
+        with open(root / f"{final.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be building the same shape
+            if not (final / "config.json").exists():
+                tmp = root / f"{final.name}.tmp-{os.getpid()}"
+                shutil.rmtree(tmp, ignore_errors=True)
+                build_tiny_model(tmp, **cfg.tiny_shape)
+                os.replace(tmp, final)
+    return cfg.model.model_copy(update={"name_or_path": str(final)})
 
 
 def _hash(obj: Any) -> str:
@@ -160,7 +196,8 @@ def _stage_data(stage: SFTStageConfig, cfg: CoderSFTConfig, tokenizer, sdir: Pat
     return [p.to_dict() for p in packed], report
 
 
-def _train_stage(stage: SFTStageConfig, cfg: CoderSFTConfig, model_cfg: ModelConfig, sdir: Path) -> Path:
+def _train_stage(stage: SFTStageConfig, cfg: CoderSFTConfig, model_cfg: ModelConfig, sdir: Path
+                 ) -> tuple[Path, int | None]:
     from domainspec.common.modeling import load_model_and_tokenizer
     from domainspec.common.objectives import CausalLMObjective
     from domainspec.common.trainer import train
@@ -173,7 +210,7 @@ def _train_stage(stage: SFTStageConfig, cfg: CoderSFTConfig, model_cfg: ModelCon
     if result.resumed_from:
         log.info("stage %s: resumed from step %d", stage.name, result.resumed_from)
     del model
-    return result.final_dir
+    return result.final_dir, result.resumed_from
 
 
 def _evaluate(model_cfg: ModelConfig, cfg: CoderSFTConfig, out: Path, root: Path) -> dict:
@@ -203,10 +240,10 @@ def run_coder_sft(cfg: CoderSFTConfig, out_dir: str | Path) -> dict:
     cfg.save_resolved(out)
     start = time.perf_counter()
     summary: dict = {"model": cfg.model.name_or_path, "stages": []}
+    model_cfg = resolve_start_model(cfg)
     if cfg.eval_base:
-        summary["base"] = _metrics(_evaluate(cfg.model, cfg, out / "eval_base", out))
-    model_cfg = cfg.model
-    chain = _hash(cfg.model.to_dict())
+        summary["base"] = _metrics(_evaluate(model_cfg, cfg, out / "eval_base", out))
+    chain = _hash([cfg.model.to_dict(), cfg.tiny_shape])
     for i, stage in enumerate(cfg.stages):
         sdir = out / f"{i + 1}_{stage.name}"
         chain = _hash([chain, stage.to_dict(), cfg.exec_filter.to_dict()])
@@ -222,7 +259,7 @@ def run_coder_sft(cfg: CoderSFTConfig, out_dir: str | Path) -> dict:
             sdir.mkdir(parents=True, exist_ok=True)
             started.write_text(chain)
             stage.save_resolved(sdir, "stage_config.yaml")
-            final = _train_stage(stage, cfg, model_cfg, sdir)
+            final, resumed_from = _train_stage(stage, cfg, model_cfg, sdir)
             stage_model = model_cfg.model_copy(update={"name_or_path": str(final), "gguf_file": None})
             scores = None
             if cfg.eval_every_stage or i == len(cfg.stages) - 1:
@@ -230,7 +267,7 @@ def run_coder_sft(cfg: CoderSFTConfig, out_dir: str | Path) -> dict:
             losses = [json.loads(x)["loss"] for x in (sdir / "metrics.jsonl").read_text().splitlines() if x.strip()]
             record = {"name": stage.name, "dir": str(sdir), "final": str(final),
                       "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
-                      "data": json.loads((sdir / "data_report.json").read_text()),
+                      "resumed_from_step": resumed_from, "data": json.loads((sdir / "data_report.json").read_text()),
                       "eval": _metrics(scores), "seconds": round(time.perf_counter() - stage_start, 1)}
             (sdir / "summary.json").write_text(json.dumps(record, indent=2))
             marker.write_text(json.dumps({"hash": chain, "summary": record}))

@@ -236,10 +236,10 @@ def generate_tasks(n: int, seed: int = 0, split: Split = "train", families: Sequ
     """
     if split not in ("train", "heldout"):
         raise ValueError(f"split must be 'train' or 'heldout', got {split!r}")
-    fams = list(FAMILIES) if families is None else [FAMILY_BY_NAME[f] for f in families]
     unknown = set(families or ()) - set(FAMILY_BY_NAME)
     if unknown:
         raise ValueError(f"unknown toy task families {sorted(unknown)}; known: {sorted(FAMILY_BY_NAME)}")
+    fams = list(FAMILIES) if families is None else [FAMILY_BY_NAME[f] for f in families]
     rng = random.Random(f"toy:{seed}:{split}")
     out: list[ToyTask] = []
     seen: set[str] = set()
