@@ -287,12 +287,15 @@ def model_flops_per_token(model, seq_len: int) -> float:
     """Training FLOPs per token: 6N + 12 * layers * hidden * seq_len (Kaplan et al. 2020;
     PaLM appendix B). N counts the matmul parameters: the input embedding table is a lookup
     and is left out, the output projection counts once even when tied to it."""
+    def numel(p):  # ZeRO-3 partitions parameters: p.numel() is then 0 and ds_numel the full size
+        return getattr(p, "ds_numel", p.numel())
+
     cfg = model.config
     emb = model.get_input_embeddings().weight
-    n = sum(p.numel() for p in model.parameters() if p is not emb)
+    n = sum(numel(p) for p in model.parameters() if p is not emb)
     out = model.get_output_embeddings()
     if out is not None and out.weight is emb:
-        n += emb.numel()  # tied: the LM head matmul is real compute
+        n += numel(emb)  # tied: the LM head matmul is real compute
     return 6.0 * n + 12.0 * cfg.num_hidden_layers * cfg.hidden_size * seq_len
 
 
