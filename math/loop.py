@@ -1,0 +1,270 @@
+"""The Qwen2.5-Math self-improvement loop: SFT -> [sample -> grade -> train RM -> rejection-sample -> SFT] x R.
+
+Round 0 fine-tunes the initial model on seed problems with reference solutions. Round k
+(1..R) takes new problems (synthetic, ``domainspec.math.synthetic``), samples ``n`` responses
+each from the policy of round k-1, grades them with the one grader, trains a reward model on
+those graded groups (initialized from the same policy), keeps the top-k correct responses per
+problem by RM score (``rejection_sampling``) and fine-tunes the policy on them. Every round is
+evaluated on a held-out synthetic set (and GSM8K/MATH when their data is given): greedy pass@1,
+maj@k and rm@k, in CoT and/or TIR mode (``evaluation``).
+
+Layout under ``out_dir``: ``resolved_config.yaml``, ``base/`` (the built tiny model, when the
+config asks for one), ``data/`` (seed, held-out and per-round problems), ``round_<k>/`` with
+``samples.jsonl`` (graded), ``rm/`` (the RM folder in ``rm/final`` + ``rm_eval.json``), ``rs/``
+(the SFT set + per-problem stats), ``sft/`` (checkpoints, ``final`` = the round's policy),
+``eval/`` and ``round.json`` (written last: the round is done). A rerun skips finished rounds
+and resumes inside an unfinished one from its finished steps (and the trainer's checkpoints).
+``summary.json`` and ``report.md`` hold the per-round table.
+
+Source: Qwen2.5-Math technical report (Yang et al. 2024), sec. 3 (post-training).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from domainspec.common.config import Config, ConfigError
+from domainspec.common.modeling import ModelConfig
+from domainspec.common.sandbox import SandboxConfig
+from domainspec.common.trainer import TrainConfig
+from domainspec.math.evaluation import MathEvalConfig
+from domainspec.math.rejection_sampling import RejectionSamplingConfig
+from domainspec.math.reward_model import RewardModelConfig
+from domainspec.math.tir import TIRConfig
+
+log = logging.getLogger(__name__)
+
+
+class TinyModelSpec(Config):
+    """Shape of a tiny model built for this loop (only when ``model.name_or_path`` is "tiny")."""
+    hidden_size: int = Field(128, ge=16, description="Width of the tiny Qwen2 model.")
+    num_hidden_layers: int = Field(4, ge=1, description="Transformer layers.")
+    intermediate_size: int = Field(384, ge=16, description="SwiGLU width.")
+    num_attention_heads: int = Field(4, ge=1, description="Query heads.")
+    num_key_value_heads: int = Field(2, ge=1, description="Key/value heads (GQA).")
+    vocab_size: int = Field(1024, ge=300, description="BPE vocabulary trained on the math corpus.")
+    tokenizer_docs: int = Field(2000, ge=10, description="Generated math documents the tokenizer is trained on.")
+
+
+class ProblemSetConfig(Config):
+    kinds: list[str] | None = Field(None, description="Templated problem kinds (None = all of common.math_problems.KINDS).")
+    difficulty: int = Field(1, ge=1, description="Templated difficulty level.")
+    seed_problems: int = Field(1000, ge=1, description="Problems with reference solutions for the initial SFT.")
+    round_problems: int = Field(200, ge=1, description="New problems sampled in each round.")
+    heldout_problems: int = Field(100, ge=1, description="Held-out evaluation problems (never trained on).")
+    seed: int = Field(0, description="Seed of the problem generators.")
+
+
+class SFTSettings(Config):
+    seq_len: int = Field(256, ge=16, description="Packed row length in tokens.")
+    train: TrainConfig = Field(default_factory=TrainConfig, description="Shared training loop settings.")
+
+
+class MathLoopConfig(Config):
+    model: ModelConfig = Field(default_factory=ModelConfig, description="The initial policy.")
+    tiny: TinyModelSpec | None = Field(None, description='Build a tiny model of this shape instead of the cached '
+                                                         'default when model.name_or_path is "tiny".')
+    problems: ProblemSetConfig = Field(default_factory=ProblemSetConfig, description="Synthetic problem sets.")
+    initial_sft: SFTSettings = Field(default_factory=SFTSettings, description="Round 0: SFT on reference solutions.")
+    rounds: int = Field(2, ge=0, description="Self-improvement rounds R.")
+    sampling: RejectionSamplingConfig = Field(default_factory=RejectionSamplingConfig,
+                                              description="Per-round sampling, grading and top-k selection.")
+    reward_model: RewardModelConfig = Field(default_factory=RewardModelConfig, description="Per-round RM training.")
+    round_sft: SFTSettings = Field(default_factory=SFTSettings, description="Per-round SFT on rejection-sampled data "
+                                                                           "(continues from the previous policy).")
+    eval: MathEvalConfig = Field(default_factory=MathEvalConfig, description="Per-round evaluation.")
+    tir: TIRConfig = Field(default_factory=TIRConfig, description="Tool-integrated reasoning settings.")
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="Sandbox running TIR code.")
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2, default=str))
+    tmp.replace(path)  # atomic: a marker is either complete or absent
+
+
+def _done(path: Path) -> bool:
+    return (path / "config.json").is_file()
+
+
+def base_model_path(cfg: MathLoopConfig, out: Path) -> str:
+    """The initial policy's folder (building the loop's tiny model once when asked)."""
+    if cfg.model.name_or_path != "tiny":
+        return cfg.model.name_or_path
+    if cfg.tiny is None:
+        from domainspec.common.modeling import load_model_and_tokenizer, tiny_model_path
+        load_model_and_tokenizer(cfg.model)  # builds the cached default once
+        return str(tiny_model_path())
+    base = out / "base"
+    if not _done(base):
+        from domainspec.common.math_problems import math_corpus_documents
+        from domainspec.common.tiny_model import build_tiny_model
+        t = cfg.tiny
+        build_tiny_model(base, texts=list(math_corpus_documents(t.tokenizer_docs, cfg.problems.seed)),
+                         vocab_size=t.vocab_size, hidden_size=t.hidden_size, num_hidden_layers=t.num_hidden_layers,
+                         intermediate_size=t.intermediate_size, num_attention_heads=t.num_attention_heads,
+                         num_key_value_heads=t.num_key_value_heads)
+    return str(base)
+
+
+def problem_sets(cfg: MathLoopConfig, out: Path) -> dict[str, list[dict]]:
+    """Held-out, seed and per-round problems: disjoint by question text, deterministic, saved under data/."""
+    from domainspec.math.rejection_sampling import read_jsonl, write_jsonl
+    from domainspec.math.synthetic import templated_problems
+    data = out / "data"
+    p = cfg.problems
+    names = ["heldout", "seed"] + [f"round_{k}" for k in range(1, cfg.rounds + 1)]
+    if all((data / f"{n}.jsonl").is_file() for n in names):
+        return {n: read_jsonl(data / f"{n}.jsonl") for n in names}
+    sets: dict[str, list[dict]] = {}
+    used: set[str] = set()
+    plan = [("heldout", p.heldout_problems, p.seed + 1000), ("seed", p.seed_problems, p.seed)]
+    plan += [(f"round_{k}", p.round_problems, p.seed + k) for k in range(1, cfg.rounds + 1)]
+    for name, n, seed in plan:
+        rows = templated_problems(n, seed, p.kinds, p.difficulty, exclude=used, prefix=name)
+        used |= {r["question"] for r in rows}
+        sets[name] = rows
+        write_jsonl(rows, data / f"{name}.jsonl")
+    return sets
+
+
+def _backend(path: str):
+    from domainspec.common.generation import make_backend
+    return make_backend("hf", ModelConfig(name_or_path=path))
+
+
+def _evaluate(cfg: MathLoopConfig, policy: str, rm_path: str | None, heldout: list[dict], out: Path,
+              sandbox: Any) -> dict:
+    from domainspec.math.evaluation import benchmark_problems, evaluate
+    from domainspec.math.reward_model import load_reward_model
+    backend = _backend(policy)
+    rm = load_reward_model(rm_path) if rm_path else None
+    res = {"heldout": evaluate(backend, heldout, cfg.eval, out, "heldout", rm, sandbox, cfg.tir,
+                               cfg.reward_model.max_length)}
+    for spec in cfg.eval.benchmarks:
+        res[spec.name] = evaluate(backend, benchmark_problems(spec), cfg.eval, out, spec.name, rm, sandbox, cfg.tir,
+                                  cfg.reward_model.max_length)
+    return res
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def run_round_zero(cfg: MathLoopConfig, out: Path, sets: dict, sandbox: Any) -> dict:
+    from domainspec.math.rejection_sampling import sft_row
+    from domainspec.math.sft import sft_on_conversations
+    rdir = out / "round_0"
+    start = time.perf_counter()
+    base = base_model_path(cfg, out)
+    convs = [sft_row(p["question"], p["solution"], "cot")["messages"] for p in sets["seed"]]
+    policy = sft_on_conversations(base, convs, cfg.initial_sft.train, cfg.initial_sft.seq_len, rdir / "sft")
+    ev = _evaluate(cfg, str(policy), None, sets["heldout"], rdir / "eval", sandbox)
+    return {"round": 0, "policy": str(policy), "rm": None, "eval": ev, "seconds": time.perf_counter() - start,
+            "sft_examples": len(convs)}
+
+
+def run_round(k: int, cfg: MathLoopConfig, out: Path, sets: dict, prev: dict, sandbox: Any) -> dict:
+    from domainspec.eval.math_grader import MathGrader
+    from domainspec.math.rejection_sampling import (grade_rows, read_jsonl, rejection_sample, sample_responses,
+                                                    write_jsonl)
+    from domainspec.math.reward_model import load_reward_model, train_reward_model
+    from domainspec.math.sft import sft_on_conversations
+    rdir = out / f"round_{k}"
+    rdir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    policy = prev["policy"]
+    samples_path = rdir / "samples.jsonl"
+    if samples_path.is_file():
+        graded = read_jsonl(samples_path)
+    else:
+        scfg = cfg.sampling.model_copy(update={"seed": cfg.sampling.seed + k})
+        rows = sample_responses(_backend(policy), sets[f"round_{k}"], scfg, sandbox, cfg.tir, progress=True)
+        graded = grade_rows(rows, MathGrader(cfg.sampling.grader_mode), cfg.sampling.majority_min_share)
+        write_jsonl(graded, samples_path.with_suffix(".tmp"))
+        samples_path.with_suffix(".tmp").replace(samples_path)
+    groups = [{"question": r["question"], "responses": r["responses"], "labels": r["correct"]} for r in graded]
+    rm_eval_path = rdir / "rm" / "rm_eval.json"
+    if rm_eval_path.is_file() and _done(rdir / "rm" / "final"):
+        rm_res = {"path": str(rdir / "rm" / "final"), **json.loads(rm_eval_path.read_text())}
+    else:
+        rm_res = train_reward_model(cfg.reward_model, groups, rdir / "rm", init_from=policy)
+    rs_summary_path = rdir / "rs" / "summary.json"
+    if rs_summary_path.is_file():
+        rs_summary = json.loads(rs_summary_path.read_text())
+    else:
+        rs_summary = rejection_sample(graded, cfg.sampling, rdir / "rs", rm=load_reward_model(rm_res["path"]),
+                                      rm_max_length=cfg.reward_model.max_length,
+                                      rm_batch_size=cfg.reward_model.score_batch_size)
+    convs = [r["messages"] for r in read_jsonl(rdir / "rs" / "sft.jsonl")]
+    if not convs:
+        raise RuntimeError(f"round {k}: rejection sampling kept no response (sample accuracy "
+                           f"{rs_summary['sample_accuracy']:.3f}); train the initial SFT longer or sample more")
+    new_policy = sft_on_conversations(policy, convs, cfg.round_sft.train, cfg.round_sft.seq_len, rdir / "sft")
+    ev = _evaluate(cfg, str(new_policy), rm_res["path"], sets["heldout"], rdir / "eval", sandbox)
+    return {"round": k, "policy": str(new_policy), "rm": rm_res["path"], "eval": ev,
+            "rm_heldout": {x: rm_res.get(x) for x in ("pairwise_accuracy", "num_pairs", "num_groups",
+                                                      "train_questions")},
+            "rejection_sampling": rs_summary, "seconds": time.perf_counter() - start}
+
+
+def run_loop(cfg: MathLoopConfig, out_dir: str | Path) -> dict:
+    """Run (or resume) the loop; returns the summary (also in out_dir/summary.json and report.md)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    marker = out / "loop_config_hash"
+    if marker.is_file() and marker.read_text().strip() != cfg.content_hash():
+        raise ConfigError(f"{out}: holds a math loop run with a different config; use a new out_dir "
+                          f"(or delete it) - finished rounds would not match the config")
+    marker.write_text(cfg.content_hash())
+    cfg.save_resolved(out)
+    started = time.perf_counter()
+    sets = problem_sets(cfg, out)
+    sandbox = None
+    if "tir" in cfg.eval.modes or cfg.sampling.mode == "tir":
+        from domainspec.common.sandbox import Sandbox
+        sandbox = Sandbox(cfg.sandbox)
+    rounds = []
+    try:
+        for k in range(cfg.rounds + 1):
+            done = out / f"round_{k}" / "round.json"
+            if done.is_file():
+                rounds.append(json.loads(done.read_text()))
+                log.info("math loop: round %d already done, skipped", k)
+                continue
+            log.info("math loop: round %d of %d", k, cfg.rounds)
+            res = run_round_zero(cfg, out, sets, sandbox) if k == 0 else run_round(k, cfg, out, sets, rounds[-1], sandbox)
+            _write_json(done, res)
+            rounds.append(res)
+    finally:
+        if sandbox is not None:
+            sandbox.close()
+    from domainspec.math.loop_report import summarize
+    summary = summarize(cfg, rounds, time.perf_counter() - started)
+    _write_json(out / "summary.json", summary)
+    from domainspec.math.loop_report import markdown
+    (out / "report.md").write_text(markdown(summary))
+    return summary
+
+
+def _run_stage(cfg: MathLoopConfig, ctx: Any) -> dict:
+    summary = run_loop(cfg, ctx.out_dir)
+    last = summary["rounds"][-1]
+    return {"policy": last["policy"], "rm": last.get("rm"), "table": summary["table"]}
+
+
+def _stage():
+    from domainspec.common.stages import StageType
+    return StageType(name="math_loop", config_cls=MathLoopConfig, run=_run_stage,
+                     outputs={"summary": "summary.json", "report": "report.md"},
+                     description="Qwen2.5-Math self-improvement loop (SFT, RM, rejection sampling) x R")
+
+
+MATH_LOOP_STAGE = _stage()
