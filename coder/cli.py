@@ -1,7 +1,7 @@
 """``domainspec coder ...``: multi-stage SFT and its data, from the command line.
 
     domainspec coder sft [--config FILE] [--set stages.1.train.lr=5e-4] [--out DIR]
-    domainspec coder build-data --out DIR [--toy N] [--heldout N] [--stdlib] [--math N] [--filter]
+    domainspec coder build-data --out DIR [--toy N] [--heldout N] [--stdlib] [--math N] [--filter] [--no-decontam]
 
 Without ``--config`` the embedded default recipe (coder/default_sft.yaml) runs. This
 module only parses and calls (coder/sft.py, coder/sft_data.py); heavy imports stay
@@ -10,7 +10,6 @@ inside the handlers so ``domainspec --help`` is fast.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 
@@ -52,45 +51,17 @@ def _sft(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_jsonl(rows, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-    return path
-
-
 def _build_data(args: argparse.Namespace) -> int:
-    from domainspec.coder.exec_filter import ExecFilterConfig, execution_filter
-    from domainspec.coder.sft_data import SFTSourceConfig, load_source_rows
-    from domainspec.coder.toy_tasks import generate_tasks, write_humaneval_jsonl
+    from domainspec.coder.build_data import CoderDataConfig, build_data
 
-    out = Path(args.out)
-    sets: dict[str, list[dict]] = {}
-    if args.toy:
-        sets["toy_train"] = load_source_rows(SFTSourceConfig(path="builtin:toy_code_train", size=args.toy,
-                                                             seed=args.seed))
-    if args.stdlib:
-        sets["stdlib_doctest"] = load_source_rows(SFTSourceConfig(path="builtin:stdlib_doctest"))
-    if args.math:
-        sets["math"] = load_source_rows(SFTSourceConfig(path="builtin:math", size=args.math, seed=args.seed))
-    report = {}
-    for name, rows in sets.items():
-        if args.filter and name != "math":
-            fcfg = ExecFilterConfig()
-            if args.no_decontam:
-                fcfg.decontam.enabled = False
-            rows, frep = execution_filter(rows, fcfg, dropped_path=out / f"{name}.dropped.jsonl")
-            report[name] = frep.to_dict()
-            print(f"{name}: {frep.summary()}")
-        _write_jsonl(rows, out / f"{name}.jsonl")
-        report.setdefault(name, {})["written"] = len(rows)
-    if args.heldout:
-        path = write_humaneval_jsonl(generate_tasks(args.heldout, seed=args.seed + 1, split="heldout"),
-                                     out / "toy_heldout.jsonl")
-        report["toy_heldout"] = {"written": args.heldout, "score_with": f"domainspec eval score --benchmark "
-                                 f"humaneval --data {path} --samples S.jsonl --out DIR"}
-    (out / "build_report.json").write_text(json.dumps(report, indent=2))
-    for name, r in report.items():
-        print(f"{name}: {r['written']} rows")
+    cfg = CoderDataConfig(toy=args.toy, heldout=args.heldout, seed=args.seed, stdlib=args.stdlib, math=args.math,
+                          filter=args.filter)
+    if args.no_decontam:
+        cfg.exec_filter.decontam.enabled = False
+    report = build_data(cfg, args.out)
+    for name, entry in report.items():
+        counts = entry.get("filter")
+        dropped = ", ".join(f"{k} {v}" for k, v in (counts or {}).get("dropped", {}).items() if v) or "none"
+        detail = f" (filter: kept {counts['kept']} of {counts['total']}; dropped: {dropped})" if counts else ""
+        print(f"{name}: {entry['written']} rows -> {Path(args.out) / (name + '.jsonl')}{detail}")
     return 0
