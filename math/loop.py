@@ -175,7 +175,7 @@ def run_round(k: int, cfg: MathLoopConfig, out: Path, sets: dict, prev: dict, sa
     from domainspec.eval.math_grader import MathGrader
     from domainspec.math.rejection_sampling import (grade_rows, read_jsonl, rejection_sample, sample_responses,
                                                     write_jsonl)
-    from domainspec.math.reward_model import load_reward_model, train_reward_model
+    from domainspec.math.reward_model import informative, load_reward_model, train_reward_model
     from domainspec.math.sft import sft_on_conversations
     rdir = out / f"round_{k}"
     rdir.mkdir(parents=True, exist_ok=True)
@@ -192,24 +192,32 @@ def run_round(k: int, cfg: MathLoopConfig, out: Path, sets: dict, prev: dict, sa
         samples_path.with_suffix(".tmp").replace(samples_path)
     groups = [{"question": r["question"], "responses": r["responses"], "labels": r["correct"]} for r in graded]
     rm_eval_path = rdir / "rm" / "rm_eval.json"
-    if rm_eval_path.is_file() and _done(rdir / "rm" / "final"):
-        rm_res = {"path": str(rdir / "rm" / "final"), **json.loads(rm_eval_path.read_text())}
-    else:
+    rm_res: dict = {"path": None}
+    if rm_eval_path.is_file():
+        rm_res = json.loads(rm_eval_path.read_text())
+    elif any(informative(g) for g in groups):
         rm_res = train_reward_model(cfg.reward_model, groups, rdir / "rm", init_from=policy)
+    else:  # every question all right or all wrong: nothing to rank; plain rejection sampling this round
+        log.warning("round %d: no question has both correct and incorrect samples; no reward model this round", k)
+        (rdir / "rm").mkdir(exist_ok=True)
+        _write_json(rm_eval_path, rm_res)
     rs_summary_path = rdir / "rs" / "summary.json"
     if rs_summary_path.is_file():
         rs_summary = json.loads(rs_summary_path.read_text())
     else:
-        rs_summary = rejection_sample(graded, cfg.sampling, rdir / "rs", rm=load_reward_model(rm_res["path"]),
+        rm = load_reward_model(rm_res["path"]) if rm_res.get("path") else None
+        rs_summary = rejection_sample(graded, cfg.sampling, rdir / "rs", rm=rm,
                                       rm_max_length=cfg.reward_model.max_length,
                                       rm_batch_size=cfg.reward_model.score_batch_size)
     convs = [r["messages"] for r in read_jsonl(rdir / "rs" / "sft.jsonl")]
-    if not convs:
-        raise RuntimeError(f"round {k}: rejection sampling kept no response (sample accuracy "
-                           f"{rs_summary['sample_accuracy']:.3f}); train the initial SFT longer or sample more")
-    new_policy = sft_on_conversations(policy, convs, cfg.round_sft.train, cfg.round_sft.seq_len, rdir / "sft")
-    ev = _evaluate(cfg, str(new_policy), rm_res["path"], sets["heldout"], rdir / "eval", sandbox)
-    return {"round": k, "policy": str(new_policy), "rm": rm_res["path"], "eval": ev,
+    if convs:
+        new_policy = str(sft_on_conversations(policy, convs, cfg.round_sft.train, cfg.round_sft.seq_len, rdir / "sft"))
+    else:
+        log.warning("round %d: rejection sampling kept no response (sample accuracy %.3f); the policy is unchanged "
+                    "(train the initial SFT longer or sample more)", k, rs_summary["sample_accuracy"])
+        new_policy = policy
+    ev = _evaluate(cfg, new_policy, rm_res.get("path"), sets["heldout"], rdir / "eval", sandbox)
+    return {"round": k, "policy": new_policy, "rm": rm_res.get("path"), "eval": ev,
             "rm_heldout": {x: rm_res.get(x) for x in ("pairwise_accuracy", "num_pairs", "num_groups",
                                                       "train_questions")},
             "rejection_sampling": rs_summary, "seconds": time.perf_counter() - start}
@@ -217,7 +225,7 @@ def run_round(k: int, cfg: MathLoopConfig, out: Path, sets: dict, prev: dict, sa
 
 def run_loop(cfg: MathLoopConfig, out_dir: str | Path) -> dict:
     """Run (or resume) the loop; returns the summary (also in out_dir/summary.json and report.md)."""
-    out = Path(out_dir)
+    out = Path(out_dir).resolve()  # round.json files hold absolute paths of policies and RMs
     out.mkdir(parents=True, exist_ok=True)
     marker = out / "loop_config_hash"
     if marker.is_file() and marker.read_text().strip() != cfg.content_hash():

@@ -235,6 +235,9 @@ def train_reward_model(cfg: RewardModelConfig, groups: Sequence[dict], out_dir: 
         rows = pair_rows(tok, train_groups, cfg.max_length, cfg.max_pairs_per_group, cfg.seed)
     log.info("reward model: %d training questions (%d rows, %s loss), %d held out",
              len(train_groups), len(rows), cfg.loss, len(held))
+    # the loop reads a row's length from "input_ids" (its tokens-per-step log line): give the longest
+    for r in rows:
+        r["input_ids"] = max(r["ids"], key=len) if "ids" in r else max(r["chosen_ids"], r["rejected_ids"], key=len)
     objective = OBJECTIVES[cfg.loss](pad_id=tok.pad_token_id)
     result = train(model, tok, rows, objective, cfg.train, out)
     final = out / "final"
@@ -244,10 +247,10 @@ def train_reward_model(cfg: RewardModelConfig, groups: Sequence[dict], out_dir: 
     rm, rtok = load_reward_model(final)
     ev = pairwise_accuracy(rm, rtok, held, cfg.max_length, cfg.score_batch_size) if held else \
         {"pairwise_accuracy": float("nan"), "num_pairs": 0, "num_groups": 0}
-    ev.update({"train_questions": len(train_groups), "train_rows": len(rows), "loss": cfg.loss})
+    ev.update({"path": str(final), "train_questions": len(train_groups), "train_rows": len(rows), "loss": cfg.loss})
     (out / "rm_eval.json").write_text(json.dumps(ev, indent=2))
     log.info("reward model: held-out pairwise accuracy %.3f on %d pairs", ev["pairwise_accuracy"], ev["num_pairs"])
-    return {"path": str(final), **ev, "train_result": _jsonable(result)}
+    return {**ev, "train_result": _jsonable(result)}
 
 
 def _jsonable(obj: Any) -> Any:
