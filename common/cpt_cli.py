@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(CPTConfig, args.config, args.overrides, section=section)
     out = run_cpt(cfg, args.out, resume=args.resume)
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"cpt: {out['steps']} steps, final loss {out['final_loss']:.4f}, model in {out['model']}")
+        loss = "n/a" if out["final_loss"] is None else f"{out['final_loss']:.4f}"
+        print(f"cpt: {out['steps']} steps, final loss {loss}, model in {out['model']}")
     return 0
 
 

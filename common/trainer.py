@@ -23,6 +23,7 @@ evaluation during training.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -193,7 +194,9 @@ def deepspeed_config(cfg: TrainConfig, plan: _Plan, bf16: bool) -> dict[str, Any
     if cfg.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu", "pin_memory": False}
     ds = {"train_batch_size": plan.global_batch, "train_micro_batch_size_per_gpu": cfg.micro_batch_size,
-          "gradient_accumulation_steps": plan.grad_accum, "gradient_clipping": cfg.grad_clip,
+          "gradient_accumulation_steps": plan.grad_accum,
+          # ZeRO-0 fp32: the loop clips (DeepSpeed would compute the norm a second time and discard it)
+          "gradient_clipping": 0.0 if _loop_clips(cfg, bf16) else cfg.grad_clip,
           "zero_optimization": zero, "bf16": {"enabled": bf16}, "zero_allow_untested_optimizer": True,
           "steps_per_print": 2**62, "wall_clock_breakdown": False}
     if cfg.offload_optimizer:  # ZeRO-Offload requires DeepSpeed's own (CPU) Adam
@@ -223,10 +226,15 @@ def _build_engine(deepspeed, model, cfg: TrainConfig, plan: _Plan, bf16: bool):
     return engine
 
 
-def _grad_norm(engine) -> float:
+def _loop_clips(cfg: TrainConfig, bf16: bool) -> bool:
+    return cfg.zero_stage == 0 and not bf16
+
+
+def _clip_grad_norm(engine, max_norm: float):
+    """Pre-clip global norm of the (already all-reduced) gradients; clips in place when max_norm > 0."""
     import torch
-    norms = [p.grad.detach().float().norm() for p in engine.module.parameters() if p.grad is not None]
-    return float(torch.linalg.vector_norm(torch.stack(norms))) if norms else 0.0
+    params = [p for p in engine.module.parameters() if p.grad is not None]
+    return torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
 
 
 def _all_reduce_sum(values: list[float], device) -> list[float]:
@@ -253,6 +261,7 @@ def _seed_everything(seed: int) -> None:
 def train(model, tokenizer, dataset: Sequence, objective, cfg: TrainConfig, out_dir: str | Path,
           resume: bool = True) -> TrainResult:
     """Train ``model`` on ``dataset`` (a sequence of row dicts) with ``objective``; see the module docstring."""
+    import torch
     from tqdm.auto import tqdm
 
     from domainspec.common.checkpoint import Checkpointer
@@ -294,27 +303,28 @@ def train(model, tokenizer, dataset: Sequence, objective, cfg: TrainConfig, out_
         batches = [objective.collate([dataset[i] for i in idx]) for idx in sampler.micro_batches(step)]
         counts = [objective.num_targets(b) for b in batches]
         total_targets = _all_reduce_sum([float(sum(counts))], engine.device)[0]
-        loss_sum, metric_sums, grad_norm = 0.0, {}, None
+        loss_sum, metric_sums, grad_norm = torch.zeros((), device=engine.device), {}, None
         for b, n in zip(batches, counts):
             b = _to_device(b, engine.device)
             loss, metrics = objective.loss(engine, b)
             # weight by targets (DeepSpeed averages over ranks: x world undoes it; no 1/grad_accum scaling)
             engine.backward(loss * (n * world / max(total_targets, 1.0)), scale_wrt_gas=False)
-            if engine.is_gradient_accumulation_boundary() and cfg.zero_stage == 0 and not bf16:
-                grad_norm = _grad_norm(engine)  # DeepSpeed drops the norm it computes on this path
+            if engine.is_gradient_accumulation_boundary() and _loop_clips(cfg, bf16):
+                grad_norm = _clip_grad_norm(engine, cfg.grad_clip)
             engine.step()
-            loss_sum += float(loss.detach()) * n
+            loss_sum += loss.detach().float() * n  # a tensor: no device sync per micro-batch
             for k, v in metrics.items():
                 metric_sums[k] = metric_sums.get(k, 0.0) + float(v) * n
             window_tokens += objective.num_tokens(b)
         if grad_norm is None:
             grad_norm = engine.get_global_grad_norm()
         done = step + 1
-        if cfg.save_every and done % cfg.save_every == 0 and done < plan.total_steps:
+        # the last step is checkpointed too, so resuming a finished run trains nothing
+        if cfg.save_every and (done % cfg.save_every == 0 or done == plan.total_steps):
             ckpt.save(engine, done, data_state | {"samples_seen": done * plan.global_batch})
         if done % cfg.log_every == 0 or done == plan.total_steps:
             keys = sorted(metric_sums)
-            sums = _all_reduce_sum([loss_sum, float(window_tokens)] + [metric_sums[k] for k in keys], engine.device)
+            sums = _all_reduce_sum([float(loss_sum), float(window_tokens)] + [metric_sums[k] for k in keys], engine.device)
             loss_value = sums[0] / max(total_targets, 1.0)
             elapsed = time.perf_counter() - window_start
             tps = sums[1] / elapsed if elapsed > 0 else float("nan")
@@ -328,6 +338,9 @@ def train(model, tokenizer, dataset: Sequence, objective, cfg: TrainConfig, out_
         bar.update(1)
     bar.close()
     metrics_log.close()
+    if loss_value is None and rank == 0 and metrics_log.path.exists():  # resumed a finished run
+        rows = metrics_log.path.read_text().splitlines()
+        loss_value = json.loads(rows[-1])["loss"] if rows else None
     final = save_final(engine, tokenizer, out_dir / "final", cfg.zero_stage, rank)
     return TrainResult(out_dir, final, plan.total_steps, loss_value, metrics_log.path, start if state else None)
 

@@ -113,7 +113,12 @@ def test_sigkill_after_checkpoint_then_resume_is_identical(tmp_path):
     wa, wb = _weights(straight / "final"), _weights(killed / "final")
     assert wa.keys() == wb.keys()
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
-    assert sorted(p.name for p in (killed / "checkpoints").glob("step_*")) == ["step_000004"]  # keep_last=1
+    # keep_last=1, and the last step is checkpointed: resuming the finished run trains nothing more
+    assert sorted(p.name for p in (killed / "checkpoints").glob("step_*")) == ["step_000008"]
+    r = subprocess.run([sys.executable, str(FIXTURE), str(killed), *RUN], env=_env(), capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0 and "DONE steps=8" in r.stdout, r.stderr[-3000:]
+    assert _metrics(killed) == b
 
 
 def test_resume_refuses_other_world_size_and_changed_batch(tmp_path):
@@ -121,7 +126,7 @@ def test_resume_refuses_other_world_size_and_changed_batch(tmp_path):
     rows = fx.synthetic_rows(8)
     obj = CausalLMObjective(collator=fx.stack_collate)
     train(fx.tiny_model(), None, rows, obj, cfg, tmp_path)
-    state_file = tmp_path / "checkpoints" / "step_000002" / "trainer_state.json"
+    state_file = tmp_path / "checkpoints" / "step_000004" / "trainer_state.json"  # the newest one
     state = json.loads(state_file.read_text())
     state_file.write_text(json.dumps({**state, "world_size": 2}))
     with pytest.raises(RuntimeError, match="written by 2 ranks but this run has 1.*universal checkpoint"):
