@@ -254,12 +254,22 @@ def run_loop(cfg: MathLoopConfig, out_dir: str | Path) -> dict:
     finally:
         if sandbox is not None:
             sandbox.close()
+    _link(out / "policy", rounds[-1]["policy"])
+    _link(out / "reward_model", next((r["rm"] for r in reversed(rounds) if r.get("rm")), None))
     from domainspec.math.loop_report import summarize
     summary = summarize(cfg, rounds, time.perf_counter() - started)
     _write_json(out / "summary.json", summary)
     from domainspec.math.loop_report import markdown
     (out / "report.md").write_text(markdown(summary))
     return summary
+
+
+def _link(link: Path, target: str | None) -> None:
+    """Stable names for the last policy / RM (stage outputs), pointing into the round folders."""
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    if target:
+        link.symlink_to(Path(target))
 
 
 def _run_stage(cfg: MathLoopConfig, ctx: Any) -> dict:
@@ -271,7 +281,8 @@ def _run_stage(cfg: MathLoopConfig, ctx: Any) -> dict:
 def _stage():
     from domainspec.common.stages import StageType
     return StageType(name="math_loop", config_cls=MathLoopConfig, run=_run_stage,
-                     outputs={"summary": "summary.json", "report": "report.md"},
+                     outputs={"model": "policy", "rm": "reward_model", "summary": "summary.json",
+                              "report": "report.md"},
                      description="Qwen2.5-Math self-improvement loop (SFT, RM, rejection sampling) x R")
 
 

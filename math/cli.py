@@ -1,0 +1,175 @@
+"""``domainspec math ...``: CoT/TIR inference, RM training, rejection sampling, the self-improvement loop.
+
+    domainspec math infer --model DIR --mode tir --problems gsm8k/test.jsonl --limit 20 --out samples.jsonl
+    domainspec math rm-train --groups groups.jsonl --init-from runs/sft/final --out runs/rm [--config rm.yaml]
+    domainspec math reject-sample --model DIR --problems p.jsonl --rm runs/rm/final --out runs/rs [--set n=16]
+    domainspec math loop --config math/default_loop.yaml --out runs/math_loop [--set rounds=3]
+
+Handlers only parse and call; heavy imports stay inside them so ``domainspec --help`` is fast.
+Configs follow the one precedence rule: class defaults < ``--config`` YAML < ``--set key=value``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+DEFAULT_LOOP_CONFIG = Path(__file__).with_name("default_loop.yaml")
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help='policy: HF folder, hub name, *.gguf path or "tiny"')
+    p.add_argument("--gguf-file", default=None, help="GGUF file name inside --model (a folder)")
+
+
+def _config_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", default=None, help="YAML file with this command's config")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field (repeatable)")
+
+
+def register(subparsers) -> None:
+    math = subparsers.add_parser("math", help="math: CoT/TIR inference, reward model, rejection sampling, loop")
+    sub = math.add_subparsers(dest="math_command", metavar="SUBCOMMAND")
+
+    p = sub.add_parser("infer", help="CoT or TIR inference on a problems file; grades when answers are given")
+    _model_args(p)
+    p.add_argument("--mode", choices=["cot", "tir"], default="cot")
+    p.add_argument("--problems", required=True, help="JSONL with question/problem (+ answer or solution)")
+    p.add_argument("--limit", type=int, default=None, help="first N problems")
+    p.add_argument("--out", required=True, help="samples JSONL (task_id, completion; domainspec eval score format)")
+    p.add_argument("--n", type=int, default=1, help="samples per problem")
+    p.add_argument("--temperature", type=float, default=0.0)
+    p.add_argument("--top-p", type=float, default=1.0)
+    p.add_argument("--max-new-tokens", type=int, default=512)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--max-tool-calls", type=int, default=4, help="TIR: code executions per response")
+    p.add_argument("--tool-timeout", type=float, default=10.0, help="TIR: seconds per execution")
+    p.set_defaults(func=cmd_infer)
+
+    p = sub.add_parser("rm-train", help="train a reward model on graded response groups")
+    p.add_argument("--groups", required=True, help="JSONL rows {question, responses: [...], labels: [bool...]} "
+                                                   "(a loop round's samples.jsonl works too)")
+    p.add_argument("--init-from", required=True, help="causal-LM folder the RM starts from (usually the policy)")
+    p.add_argument("--out", required=True)
+    _config_args(p)
+    p.set_defaults(func=cmd_rm_train)
+
+    p = sub.add_parser("reject-sample", help="sample, grade, rank by RM, keep top-k correct; write SFT data")
+    _model_args(p)
+    p.add_argument("--problems", required=True, help="JSONL with question/problem (+ answer; else majority vote)")
+    p.add_argument("--limit", type=int, default=None)
+    p.add_argument("--rm", default=None, help="reward-model folder (omit: keep the first correct responses)")
+    p.add_argument("--out", required=True)
+    _config_args(p)
+    p.set_defaults(func=cmd_reject_sample)
+
+    p = sub.add_parser("loop", help="SFT -> [sample -> grade -> RM -> rejection sampling -> SFT] x R")
+    p.add_argument("--config", default=str(DEFAULT_LOOP_CONFIG), help="loop YAML (default: the embedded CPU default)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--out", required=True, help="run folder; rerunning resumes round by round")
+    p.set_defaults(func=cmd_loop)
+
+
+def cmd_infer(args) -> int:
+    from domainspec.common.generation import GenerationParams, make_backend
+    from domainspec.common.modeling import ModelConfig
+    from domainspec.math.rejection_sampling import read_problems
+    from domainspec.math.tir import TIRConfig, infer
+    problems = read_problems(args.problems, args.limit)
+    backend = make_backend("hf", ModelConfig(name_or_path=args.model, gguf_file=args.gguf_file))
+    params = GenerationParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
+                              n=args.n, batch_size=args.batch_size)
+    sandbox = None
+    if args.mode == "tir":
+        from domainspec.common.sandbox import Sandbox, SandboxConfig
+        sandbox = Sandbox(SandboxConfig(timeout_s=args.tool_timeout))
+    try:
+        outs = infer(backend, [p["question"] for p in problems], args.mode, params, sandbox,
+                     TIRConfig(max_tool_calls=args.max_tool_calls, tool_timeout_s=args.tool_timeout), progress=True)
+    finally:
+        if sandbox is not None:
+            sandbox.close()
+    graded = [p for p in problems if p["answer"] is not None]
+    grades = {}
+    if graded:
+        from domainspec.eval.math_grader import MathGrader
+        g = MathGrader()
+        for p, o in zip(problems, outs):
+            if p["answer"] is not None:
+                grades[p["id"]] = [x.correct for x in g.grade_many([(r, p["answer"]) for r in o])]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w") as f:
+        for p, o in zip(problems, outs):
+            for j, r in enumerate(o):
+                row = {"task_id": p["id"], "completion": r, "mode": args.mode}
+                if p["id"] in grades:
+                    row["passed"] = grades[p["id"]][j]
+                f.write(json.dumps(row) + "\n")
+    if grades:
+        flat = [x for v in grades.values() for x in v]
+        print(f"{args.mode}: {sum(flat)}/{len(flat)} responses correct ({sum(flat) / len(flat):.3f}) -> {out}")
+    else:
+        print(f"{args.mode}: {sum(len(o) for o in outs)} responses -> {out}")
+    return 0
+
+
+def cmd_rm_train(args) -> int:
+    from domainspec.common.config import load_config
+    from domainspec.math.reward_model import RewardModelConfig, read_groups, train_reward_model
+    cfg = load_config(RewardModelConfig, args.config, args.overrides)
+    groups = read_groups_any(args.groups, read_groups)
+    res = train_reward_model(cfg, groups, args.out, init_from=args.init_from)
+    print(json.dumps({k: v for k, v in res.items() if k != "train_result"}, indent=2))
+    return 0
+
+
+def read_groups_any(path, read_groups):
+    """RM groups, or a loop round's graded samples (responses + correct)."""
+    with open(path) as f:
+        first = next((json.loads(x) for x in f if x.strip()), {})
+    if "labels" not in first and "correct" in first:
+        from domainspec.math.rejection_sampling import read_jsonl
+        return [{"question": r["question"], "responses": r["responses"], "labels": r["correct"]}
+                for r in read_jsonl(path)]
+    return read_groups(path)
+
+
+def cmd_reject_sample(args) -> int:
+    from domainspec.common.config import load_config
+    from domainspec.common.generation import make_backend
+    from domainspec.common.modeling import ModelConfig
+    from domainspec.eval.math_grader import MathGrader
+    from domainspec.math.rejection_sampling import (RejectionSamplingConfig, grade_rows, read_problems,
+                                                    rejection_sample, sample_responses, write_jsonl)
+    from domainspec.math.reward_model import load_reward_model
+    cfg = load_config(RejectionSamplingConfig, args.config, args.overrides)
+    out = Path(args.out)
+    cfg.save_resolved(out)
+    problems = read_problems(args.problems, args.limit)
+    backend = make_backend("hf", ModelConfig(name_or_path=args.model, gguf_file=args.gguf_file))
+    sandbox = None
+    if cfg.mode == "tir":
+        from domainspec.common.sandbox import Sandbox
+        sandbox = Sandbox()
+    try:
+        rows = sample_responses(backend, problems, cfg, sandbox, progress=True)
+    finally:
+        if sandbox is not None:
+            sandbox.close()
+    graded = grade_rows(rows, MathGrader(cfg.grader_mode), cfg.majority_min_share)
+    write_jsonl(graded, out / "samples.jsonl")
+    summary = rejection_sample(graded, cfg, out, rm=load_reward_model(args.rm) if args.rm else None)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_loop(args) -> int:
+    from domainspec.common.config import load_config
+    from domainspec.math.loop import MathLoopConfig, run_loop
+    from domainspec.math.loop_report import markdown
+    cfg = load_config(MathLoopConfig, args.config, args.overrides)
+    summary = run_loop(cfg, args.out)
+    print(markdown(summary))
+    return 0
