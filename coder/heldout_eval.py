@@ -1,7 +1,7 @@
 """Score a Coder checkpoint: the held-out toy task set and (optionally) a HumanEval subset.
 
-Both go through the product's own evaluation path: HumanEval's chat prompt
-(domainspec.eval.humaneval), the generation backend (domainspec.common.generation),
+Both go through the product's own evaluation path: the Coder's chat request for a
+function body (coder/prompts.py, the format its SFT data trains), the generation backend (domainspec.common.generation),
 a samples JSONL, then ``domainspec.eval.scoring.score`` with benchmark ``humaneval``
 (the toy set is written as a HumanEval-format JSONL and passed as ``data_path``,
 exactly as ``domainspec eval score --benchmark humaneval --data toy_heldout.jsonl``
@@ -58,11 +58,13 @@ def _score_set(backend, name: str, data_path: str | None, limit: int | None, set
                out_dir: Path) -> dict:
     from domainspec.common.generation import GenerationParams
     from domainspec.common.sandbox import SandboxConfig
+    from domainspec.coder.prompts import completion_messages
     from domainspec.eval.humaneval import HUMANEVAL
     from domainspec.eval.scoring import score
 
     tasks = HUMANEVAL.load(data_path, limit=limit)
-    prompts = [backend.apply_chat_template(HUMANEVAL.prompt(t, "chat")) for t in tasks]
+    # the request the Coder SFT data trains on; answers are human-eval completions (continuations)
+    prompts = [backend.apply_chat_template(completion_messages(t.prompt)) for t in tasks]
     params = GenerationParams(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
                               top_p=settings.top_p, n=settings.n_samples, seed=settings.seed,
                               batch_size=settings.batch_size)
@@ -74,10 +76,10 @@ def _score_set(backend, name: str, data_path: str | None, limit: int | None, set
     with samples_path.open("w") as f:
         for task, completions in zip(tasks, outputs):
             for c in completions:
-                f.write(json.dumps({"task_id": task.task_id, "completion": c, "style": "chat"}) + "\n")
+                f.write(json.dumps({"task_id": task.task_id, "completion": c}) + "\n")
     ks = [k for k in settings.ks if k <= settings.n_samples] or [1]
     summary = score("humaneval", samples_path, out_dir, data_path=data_path, ks=ks, limit=limit,
-                    sandbox_config=SandboxConfig(timeout_s=settings.timeout_s), style="chat", progress=False)
+                    sandbox_config=SandboxConfig(timeout_s=settings.timeout_s), progress=False)
     summary["generation_s"] = round(gen_s, 2)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     log.info("%s: %s on %d tasks x %d samples (generation %.0fs)", name,

