@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Specialize a base LLM into Coder and Math variants and score them "
                     "(HumanEval, MBPP, GSM8K, MATH).")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    # the deepspeed launcher puts --local_rank=N before the subcommand; the rank also arrives in $LOCAL_RANK
+    parser.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module in COMMAND_MODULES.items():
         try:
