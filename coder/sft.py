@@ -216,11 +216,14 @@ def _train_stage(stage: SFTStageConfig, cfg: CoderSFTConfig, model_cfg: ModelCon
 def _evaluate(model_cfg: ModelConfig, cfg: CoderSFTConfig, out: Path, root: Path) -> dict:
     from domainspec.coder.heldout_eval import evaluate_checkpoint, toy_heldout_file
 
-    done = out / "eval_summary.json"
-    if done.is_file():
-        return json.loads(done.read_text())
+    done, key = out / "eval_summary.json", out / "eval_settings_hash.txt"
+    settings_hash = _hash([cfg.eval.to_dict(), model_cfg.to_dict()])
+    if done.is_file() and key.is_file() and key.read_text() == settings_hash:
+        return json.loads(done.read_text())  # scored earlier with the same settings
     toy = toy_heldout_file(cfg.eval, root) if cfg.eval.toy_tasks else None
-    return evaluate_checkpoint(model_cfg, cfg.eval, out, toy_data=toy)
+    result = evaluate_checkpoint(model_cfg, cfg.eval, out, toy_data=toy)
+    key.write_text(settings_hash)
+    return result
 
 
 def _metrics(result: dict | None) -> dict:
@@ -252,6 +255,9 @@ def run_coder_sft(cfg: CoderSFTConfig, out_dir: str | Path) -> dict:
         if marker.is_file() and json.loads(marker.read_text()).get("hash") == chain:
             log.info("stage %d (%s): done earlier, skipped", i + 1, stage.name)
             record = json.loads(marker.read_text())["summary"]
+            if cfg.eval_every_stage or i == len(cfg.stages) - 1:  # re-scored only if eval settings changed
+                stage_model = model_cfg.model_copy(update={"name_or_path": record["final"], "gguf_file": None})
+                record["eval"] = _metrics(_evaluate(stage_model, cfg, sdir / "eval", out))
         else:
             if sdir.exists() and (not started.is_file() or started.read_text() != chain):
                 log.info("stage %d (%s): config or an earlier stage changed; starting it afresh", i + 1, stage.name)

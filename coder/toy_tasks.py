@@ -30,6 +30,8 @@ from typing import Any, Callable, Literal, Sequence
 
 Split = Literal["train", "heldout"]
 HELDOUT_PERCENT = 20  # share of each family's slot space reserved for the held-out side
+# Constants are single digits: the tiny default model (Qwen's tokenizer splits numbers into
+# digits) then copies one token per constant, which it learns within minutes on a CPU.
 
 
 @dataclass(frozen=True)
@@ -72,9 +74,9 @@ class ToyTask:
 
 # ---------------------------------------------------------------- slot pools
 
-NUM_ARGS = ("x", "n", "num", "value", "k", "a")
-LIST_ARGS = ("nums", "values", "xs", "items", "numbers", "data")
-STR_ARGS = ("s", "text", "word", "line", "string", "msg")
+NUM_ARGS = ("x", "n", "num")
+LIST_ARGS = ("nums", "xs", "items")
+STR_ARGS = ("s", "text", "word")
 WORDS = ("apple", "banana", "cherry", "dog", "echo", "fox", "grape", "hello", "ice", "jazz",
          "kiwi", "lemon", "moon", "night", "ocean", "pizza", "queen", "river", "sun", "tree")
 LETTERS = "abcdefghilmnoprstu"
@@ -118,8 +120,8 @@ def _fizz(rng: random.Random) -> dict:
 
 
 def _clamp(rng: random.Random) -> dict:
-    lo = rng.randint(-10, 5)
-    return {"lo": lo, "hi": lo + rng.randint(1, 15)}
+    lo = rng.randint(-9, 5)
+    return {"lo": lo, "hi": rng.randint(lo + 1, 9)}
 
 
 def _fizz_ref(c, n):
@@ -135,14 +137,14 @@ _WORD = lambda rng: (_word(rng),)  # noqa: E731
 
 FAMILIES: tuple[Family, ...] = (
     Family("add_const", ("add_{k}", "plus_{k}", "increase_by_{k}"), NUM_ARGS,
-           "Return {a} plus {k}.", "return {a} + {k}", lambda c, x: x + c["k"], _NUM, _k(1, 19)),
+           "Return {a} plus {k}.", "return {a} + {k}", lambda c, x: x + c["k"], _NUM, _k(1, 9)),
     Family("mul_const", ("times_{k}", "multiply_by_{k}", "scale_{k}"), NUM_ARGS,
-           "Return {a} multiplied by {k}.", "return {a} * {k}", lambda c, x: x * c["k"], _NUM, _k(2, 19)),
+           "Return {a} multiplied by {k}.", "return {a} * {k}", lambda c, x: x * c["k"], _NUM, _k(2, 9)),
     Family("sub_const", ("minus_{k}", "subtract_{k}", "decrease_by_{k}"), NUM_ARGS,
-           "Return {a} minus {k}.", "return {a} - {k}", lambda c, x: x - c["k"], _NUM, _k(1, 19)),
+           "Return {a} minus {k}.", "return {a} - {k}", lambda c, x: x - c["k"], _NUM, _k(1, 9)),
     Family("is_multiple", ("is_multiple_of_{k}", "divisible_by_{k}", "check_mod_{k}"), NUM_ARGS,
            "Return True if {a} is divisible by {k}, else False.", "return {a} % {k} == 0",
-           lambda c, x: x % c["k"] == 0, _NUM, _k(2, 12)),
+           lambda c, x: x % c["k"] == 0, _NUM, _k(2, 9)),
     Family("clamp", ("clamp", "clip_value", "bound"), NUM_ARGS,
            "Clamp {a} to the range [{lo}, {hi}].", "return max({lo}, min({hi}, {a}))",
            lambda c, x: max(c["lo"], min(c["hi"], x)), lambda rng: (rng.randint(-25, 25),), _clamp),
@@ -154,16 +156,16 @@ FAMILIES: tuple[Family, ...] = (
            lambda c, xs: sum(x for x in xs if x % 2 == 1), _LIST),
     Family("count_greater", ("count_above_{k}", "count_greater", "num_over_{k}"), LIST_ARGS,
            "Return how many numbers in {a} are greater than {k}.", "return sum(1 for x in {a} if x > {k})",
-           lambda c, xs: sum(1 for x in xs if x > c["k"]), _LIST, _k(0, 15)),
+           lambda c, xs: sum(1 for x in xs if x > c["k"]), _LIST, _k(0, 9)),
     Family("filter_less", ("below_{k}", "filter_less", "keep_under_{k}"), LIST_ARGS,
            "Return a list of the numbers in {a} that are less than {k}.", "return [x for x in {a} if x < {k}]",
-           lambda c, xs: [x for x in xs if x < c["k"]], _LIST, _k(0, 15)),
+           lambda c, xs: [x for x in xs if x < c["k"]], _LIST, _k(0, 9)),
     Family("scale_list", ("scale_all", "times_each_{k}", "multiply_all"), LIST_ARGS,
            "Return a list with every number in {a} multiplied by {k}.", "return [x * {k} for x in {a}]",
            lambda c, xs: [x * c["k"] for x in xs], _LIST, _k(2, 9)),
     Family("add_list", ("add_to_all", "shift_each_{k}", "offset_all"), LIST_ARGS,
            "Return a list with {k} added to every number in {a}.", "return [x + {k} for x in {a}]",
-           lambda c, xs: [x + c["k"] for x in xs], _LIST, _k(1, 19)),
+           lambda c, xs: [x + c["k"] for x in xs], _LIST, _k(1, 9)),
     Family("max_list", ("largest", "max_value", "biggest"), LIST_ARGS,
            "Return the largest number in {a}.", "return max({a})", lambda c, xs: max(xs), _NELIST),
     Family("min_list", ("smallest", "min_value", "lowest"), LIST_ARGS,
