@@ -135,6 +135,20 @@ def init_distributed() -> tuple[int, int, int]:
     return int(os.environ["RANK"]), local_rank, int(os.environ["WORLD_SIZE"])
 
 
+def cpu_threads(local_world_size: int = 1) -> int:
+    """Intra-op threads for one CPU training process: ``OMP_NUM_THREADS`` when set, else the CPUs
+    this process may run on (``os.sched_getaffinity``) shared among the ranks of this machine, at
+    least 1 (accelerate's rule). One thread per core and rank: more only adds OpenMP barrier waits."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity API on this platform
+        cpus = os.cpu_count() or 1
+    return max(1, cpus // max(1, local_world_size))
+
+
 def _plan(cfg: TrainConfig, dataset: Sequence, objective, rank: int, world: int) -> _Plan:
     if len(dataset) == 0:
         raise ValueError("the training dataset is empty")
