@@ -21,7 +21,8 @@ MICRO = ["tiny.hidden_size=32", "tiny.num_hidden_layers=1", "tiny.intermediate_s
          "initial_sft.train.global_batch_size=4", "initial_sft.train.micro_batch_size=4",
          "initial_sft.train.save_every=0", "sampling.n=4", "sampling.top_k=2", "reward_model.train.epochs=1",
          "reward_model.max_length=96", "round_sft.seq_len=128", "round_sft.train.max_steps=2",
-         "round_sft.train.global_batch_size=4", "round_sft.train.micro_batch_size=4", "eval.k=3"]
+         "round_sft.train.global_batch_size=4", "round_sft.train.micro_batch_size=4", "eval.k=3",
+         "eval.modes=[cot,tir]", "sandbox.workers=1"]
 
 
 class Solver(ChatTemplate):
@@ -91,7 +92,8 @@ def test_micro_loop_runs_and_resumes_round_by_round(solver, tmp_path, monkeypatc
     # rounds 0 and 1 were skipped, round 2 went on from its finished steps (no new sampling, same RM)
     assert (out / "round_1" / "round.json").stat().st_mtime_ns == r1_mtime
     assert (out / "round_2" / "rm" / "rm_eval.json").stat().st_mtime_ns == rm2_mtime
-    assert sum(Solver.calls) == 2 * 4  # only round 2's evaluation: greedy + sampled over 4 held-out problems
+    # only round 2's evaluation: greedy + sampled over 4 held-out problems, CoT and TIR (no tool calls)
+    assert sum(Solver.calls) == 2 * 2 * 4
     rounds = [json.loads((out / f"round_{k}" / "round.json").read_text()) for k in range(3)]
     assert [r["round"] for r in summary["rounds"]] == [0, 1, 2]
     for k in (1, 2):
@@ -107,13 +109,14 @@ def test_micro_loop_runs_and_resumes_round_by_round(solver, tmp_path, monkeypatc
         assert rm_eval["num_pairs"] > 0 and 0.0 <= rm_eval["pairwise_accuracy"] <= 1.0
         assert "rm@3" in rounds[k]["eval"]["heldout"]["cot"]
     table = summary["table"]
-    assert [(x["round"], x["mode"]) for x in table] == [(0, "cot"), (1, "cot"), (2, "cot")]
-    assert table[0]["rm@k"] is None and table[2]["eval_samples"] == 4 * 3
-    assert "| 2 | heldout | cot |" in (out / "report.md").read_text()
+    assert [(x["round"], x["mode"]) for x in table] == [(r, m) for r in range(3) for m in ("cot", "tir")]
+    assert table[0]["rm@k"] is None and table[4]["eval_samples"] == 4 * 3
+    assert "| 2 | heldout | tir |" in (out / "report.md").read_text()
+    assert (out / "policy").resolve() == (out / "round_2" / "sft" / "final").resolve()
     # the scripted solver is right on a fixed half: the greedy accuracy is what the grader says it is
     greedy = [json.loads(x) for x in (out / "round_2" / "eval" / "samples_heldout_cot.jsonl").read_text().splitlines()
               if json.loads(x)["kind"] == "greedy"]
-    assert table[2]["pass@1"] == pytest.approx(sum(g["passed"] for g in greedy) / len(greedy))
+    assert table[4]["pass@1"] == pytest.approx(sum(g["passed"] for g in greedy) / len(greedy))
 
     changed = load_config(MathLoopConfig, DEFAULT, MICRO + ["sampling.n=5"])
     with pytest.raises(ConfigError, match="different config"):
