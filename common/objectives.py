@@ -83,12 +83,14 @@ class CausalLMObjective:
         # cu_seq_lens_* / max_length_* (flash_attention_2) that keep packed documents apart
         inputs = {k: v for k, v in batch.items() if k != "labels"}
         logits = model(**inputs, use_cache=False).logits
-        # labels are aligned with input_ids: the logit at t predicts the token at t+1
-        shift_logits = logits[:, :-1, :].reshape(-1, logits.size(-1)).float()
-        shift_labels = batch["labels"][:, 1:].reshape(-1)
-        total = F.cross_entropy(shift_logits, shift_labels, ignore_index=IGNORE_INDEX, reduction="sum")
-        n = int((shift_labels != IGNORE_INDEX).sum())
-        return total / max(n, 1), {}
+        # labels are aligned with input_ids: the logit at t predicts the token at t+1. Shifting the labels
+        # (last position padded with -100) instead of slicing the logits avoids copying the [B, T, V] logits
+        # and its gradient; the gradient is bitwise the same, the summed loss may differ in the last bit.
+        shift_labels = F.pad(batch["labels"][:, 1:], (0, 1), value=IGNORE_INDEX).reshape(-1)
+        total = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), shift_labels,
+                                ignore_index=IGNORE_INDEX, reduction="sum")
+        n = (shift_labels != IGNORE_INDEX).sum().clamp(min=1)  # a tensor: no host sync on an accelerator
+        return total / n, {}
 
     def num_targets(self, batch: Mapping[str, Any]) -> int:
         return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())

@@ -231,12 +231,18 @@ def _build_engine(deepspeed, model, cfg: TrainConfig, plan: _Plan, bf16: bool):
     import torch
     groups = _param_groups(model, cfg.weight_decay)
     schedule = lr_lambda(cfg.schedule, plan.total_steps, cfg.warmup_ratio, cfg.warmup_steps, cfg.min_lr_ratio)
-    # ZeRO-Offload builds DeepSpeed's CPU AdamW from the config; otherwise torch's AdamW
-    optimizer = None if cfg.offload_optimizer else torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps)
+    # ZeRO-Offload builds DeepSpeed's CPU AdamW from the config; otherwise torch's fused AdamW (one kernel
+    # over all tensors, as the HF Trainer's default; ~3x faster than the per-tensor loop on CPU, same
+    # update up to float rounding)
+    optimizer = None if cfg.offload_optimizer else torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
+                                                                     fused=True)
     engine, *_ = deepspeed.initialize(
         model=model, optimizer=optimizer, model_parameters=groups if optimizer is None else None,
         lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, schedule),  # called with the inner optimizer
         config=deepspeed_config(cfg, plan, bf16))
+    if plan.world_size == 1 and cfg.zero_stage == 0:
+        # nothing to average over: skip DeepSpeed's flatten / all-reduce / copy-back of every gradient
+        engine.enable_backward_allreduce = False
     return engine
 
 
@@ -254,9 +260,10 @@ def _clip_grad_norm(engine, max_norm: float):
 def _all_reduce_sum(values: list[float], device) -> list[float]:
     import torch
     import torch.distributed as dist
+    if not (dist.is_initialized() and dist.get_world_size() > 1):
+        return values  # one rank: no device round trip (a host sync on an accelerator)
     t = torch.tensor(values, dtype=torch.float64, device=device)
-    if dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(t)
+    dist.all_reduce(t)
     return t.tolist()
 
 
@@ -274,7 +281,26 @@ def _seed_everything(seed: int) -> None:
 
 def train(model, tokenizer, dataset: Sequence, objective, cfg: TrainConfig, out_dir: str | Path,
           resume: bool = True) -> TrainResult:
-    """Train ``model`` on ``dataset`` (a sequence of row dicts) with ``objective``; see the module docstring."""
+    """Train ``model`` on ``dataset`` (a sequence of row dicts) with ``objective``; see the module docstring.
+
+    On CPU, torch's intra-op threads follow :func:`cpu_threads` for the run (restored afterwards)."""
+    import torch
+    before = torch.get_num_threads()
+    if not torch.cuda.is_available():
+        local_world = int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("LOCAL_SIZE") or
+                          os.environ.get("WORLD_SIZE") or 1)
+        threads = cpu_threads(local_world)
+        if threads != before:
+            log.info("CPU training: %d torch threads (was %d; OMP_NUM_THREADS overrides)", threads, before)
+            torch.set_num_threads(threads)
+    try:
+        return _train(model, tokenizer, dataset, objective, cfg, out_dir, resume)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _train(model, tokenizer, dataset: Sequence, objective, cfg: TrainConfig, out_dir: Path | str,
+           resume: bool) -> TrainResult:
     import torch
     from tqdm.auto import tqdm
 
