@@ -32,11 +32,27 @@ from pydantic import Field, field_validator
 from domainspec.common.config import Config, ConfigError
 from domainspec.common.tiny_model import (  # noqa: F401  (re-exported API)
     DEFAULT_CORPUS, QWEN_SPECIAL_TOKENS, TINY_MODEL_DEFAULTS, TINY_RECIPE_VERSION,
-    TINY_TOKENIZER_DEFAULTS, build_tiny_model)
+    TINY_TOKENIZER_DEFAULTS, build_tiny_model, default_corpus)
 
 log = logging.getLogger(__name__)
 
 TINY = "tiny"
+
+
+class TinySpec(Config):
+    """Shape of the embedded tiny model (used only with ``name_or_path: tiny``); None = the default."""
+
+    hidden_size: int | None = Field(None, ge=16, description="Width of the tiny Qwen2 model (default 256).")
+    num_hidden_layers: int | None = Field(None, ge=1, description="Transformer layers (default 4).")
+    intermediate_size: int | None = Field(None, ge=16, description="SwiGLU width (default 768).")
+    num_attention_heads: int | None = Field(None, ge=1, description="Query heads (default 4).")
+    num_key_value_heads: int | None = Field(None, ge=1, description="Key/value heads, GQA (default 2).")
+    vocab_size: int | None = Field(None, ge=300, description="BPE vocabulary size (default 4096).")
+    corpus: Literal["code+math", "math"] = Field(
+        "code+math", description="Tokenizer training corpus: stdlib code + generated math text, or math only.")
+
+    def overrides(self) -> dict[str, Any]:
+        return {k: v for k, v in self.to_dict().items() if v is not None and k not in ("vocab_size", "corpus")}
 
 
 class ModelConfig(Config):
@@ -61,6 +77,8 @@ class ModelConfig(Config):
     max_position_embeddings: int | None = Field(
         None, description="Override the model's maximum positions (with rope_theta/rope_scaling).")
     trust_remote_code: bool = Field(False, description="Allow model code shipped inside the model folder.")
+    tiny: TinySpec | None = Field(None, description='With name_or_path "tiny": build the tiny model with this '
+                                                    "shape instead of the default (cached per shape).")
 
     @field_validator("rope_scaling")
     @classmethod
@@ -114,7 +132,7 @@ def cache_dir() -> Path:
     return Path(os.environ.get("DOMAINSPEC_CACHE") or Path.home() / ".cache" / "domainspec")
 
 
-def tiny_recipe_hash() -> str:
+def tiny_recipe_hash(spec: TinySpec | None = None) -> str:
     """Content hash of everything that determines the tiny model folder."""
     import tokenizers
     import transformers
@@ -122,24 +140,26 @@ def tiny_recipe_hash() -> str:
     sources = {}
     for mod in ("domainspec.common.tiny_model", "domainspec.common.corpora",
                 "domainspec.common.math_problems"):
-        spec = importlib.util.find_spec(mod)
-        if spec and spec.origin:
-            sources[mod] = hashlib.sha256(Path(spec.origin).read_bytes()).hexdigest()
+        found = importlib.util.find_spec(mod)
+        if found and found.origin:
+            sources[mod] = hashlib.sha256(Path(found.origin).read_bytes()).hexdigest()
     recipe = {
         "version": TINY_RECIPE_VERSION, "model": TINY_MODEL_DEFAULTS, "tokenizer": TINY_TOKENIZER_DEFAULTS,
         "corpus": DEFAULT_CORPUS, "sources": sources,
         "python": list(sys.version_info[:2]),  # the stdlib corpus depends on it
         "tokenizers": tokenizers.__version__, "transformers": transformers.__version__.split(".")[0],
     }
+    if spec is not None and spec != TinySpec():
+        recipe["spec"] = spec.to_dict()
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def tiny_model_path(root: str | os.PathLike | None = None) -> Path:
-    """Folder of the tiny default model, built on first use (atomic, one builder at a time)."""
+def tiny_model_path(root: str | os.PathLike | None = None, spec: TinySpec | None = None) -> Path:
+    """Folder of the tiny model (default shape or ``spec``), built on first use (atomic, one builder at a time)."""
     import fcntl
 
     root = Path(root) if root is not None else cache_dir()
-    final = root / f"tiny-{tiny_recipe_hash()}"
+    final = root / f"tiny-{tiny_recipe_hash(spec)}"
     if (final / "config.json").exists():
         return final
     root.mkdir(parents=True, exist_ok=True)
@@ -149,8 +169,13 @@ def tiny_model_path(root: str | os.PathLike | None = None) -> Path:
             return final
         tmp = root / f"{final.name}.tmp-{os.getpid()}"
         shutil.rmtree(tmp, ignore_errors=True)
-        log.info("building the tiny default model into %s (once per recipe)", final)
-        build_tiny_model(tmp)
+        log.info("building the tiny model into %s (once per recipe)", final)
+        if spec is None:
+            build_tiny_model(tmp)
+        else:
+            texts = default_corpus(stdlib_files=0) if spec.corpus == "math" else None
+            build_tiny_model(tmp, texts, **({"vocab_size": spec.vocab_size} if spec.vocab_size else {}),
+                             **spec.overrides())
         os.replace(tmp, final)
     return final
 
@@ -164,7 +189,7 @@ def _resolve_source(cfg: ModelConfig) -> tuple[str, str | None]:
     if name == TINY:
         if gguf:
             raise ConfigError('model.gguf_file: not used with name_or_path "tiny"')
-        return str(tiny_model_path()), None
+        return str(tiny_model_path(spec=cfg.tiny)), None
     path = Path(name).expanduser()
     if name.endswith(".gguf"):
         if gguf:

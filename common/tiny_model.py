@@ -19,13 +19,11 @@ Usage::
 """
 from __future__ import annotations
 
-import importlib
 import itertools
 import logging
 import os
-import sysconfig
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 log = logging.getLogger(__name__)
 
@@ -83,47 +81,24 @@ DEFAULT_CORPUS = dict(stdlib_files=400, stdlib_max_bytes=6_000_000, math_docs=20
 # ---------------------------------------------------------------- corpus
 
 
-def _stdlib_fallback(limit: int) -> Iterator[str]:
-    """The first ``limit`` stdlib .py files in sorted path order (tests and site-packages excluded)."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    files = sorted(p for p in root.rglob("*.py")
-                   if not ({"site-packages", "test", "tests", "idlelib"} & set(p.relative_to(root).parts)))
-    for p in files[:limit]:
-        try:
-            yield p.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
-            continue
-
-
 def default_corpus(stdlib_files: int = DEFAULT_CORPUS["stdlib_files"],
                    stdlib_max_bytes: int = DEFAULT_CORPUS["stdlib_max_bytes"],
                    math_docs: int = DEFAULT_CORPUS["math_docs"],
                    math_seed: int = DEFAULT_CORPUS["math_seed"]) -> list[str]:
-    """Python stdlib source files plus generated math text, from [DATA]'s corpora when present."""
-    try:
-        corpora = importlib.import_module("domainspec.common.corpora")
-        code = corpora.stdlib_code_documents(limit=stdlib_files)
-    except ModuleNotFoundError as e:
-        if e.name != "domainspec.common.corpora":
-            raise
-        log.debug("domainspec.common.corpora not available; reading stdlib files directly")
-        code = _stdlib_fallback(stdlib_files)
+    """Python stdlib source files (up to ``stdlib_files``, 0 = none) plus generated math text."""
+    from domainspec.common.corpora import stdlib_code_documents
+    from domainspec.common.math_problems import math_corpus_documents
+
     texts, total = [], 0
-    for doc in code:
-        if total + len(doc) > stdlib_max_bytes:
-            break
-        texts.append(doc)
-        total += len(doc)
-    try:
-        math_mod = importlib.import_module("domainspec.common.math_problems")
-        texts.extend(itertools.islice(math_mod.math_corpus_documents(math_docs, math_seed), math_docs))
-    except ModuleNotFoundError as e:
-        if e.name != "domainspec.common.math_problems":
-            raise
-        log.debug("domainspec.common.math_problems not available; code-only tokenizer corpus")
+    if stdlib_files > 0:
+        for doc in stdlib_code_documents(limit=stdlib_files):
+            if total + len(doc) > stdlib_max_bytes:
+                break
+            texts.append(doc)
+            total += len(doc)
+    texts.extend(itertools.islice(math_corpus_documents(math_docs, math_seed), math_docs))
     if not texts:
-        raise RuntimeError("the default tiny-model corpus is empty: no Python standard library "
-                           f"sources found under {sysconfig.get_paths()['stdlib']}")
+        raise RuntimeError("the tiny-model tokenizer corpus is empty (no stdlib sources and no math documents)")
     return texts
 
 

@@ -186,3 +186,16 @@ def test_gguf_loads_direct_path_and_folder_plus_file():
     assert "Paris" in tok.decode(out[0, ids["input_ids"].shape[1]:])
     with pytest.raises(ConfigError, match="not found in"):
         load_model_and_tokenizer(ModelConfig(name_or_path=str(path.parent), gguf_file="missing.gguf"))
+
+
+def test_tiny_spec_builds_its_own_shape(tmp_path, monkeypatch):
+    """ModelConfig.tiny picks a tiny shape (and a math-only tokenizer corpus), cached per spec."""
+    from domainspec.common.modeling import ModelConfig, TinySpec, load_model_and_tokenizer, tiny_model_path
+    monkeypatch.setenv("DOMAINSPEC_CACHE", str(tmp_path))
+    spec = TinySpec(hidden_size=64, num_hidden_layers=1, intermediate_size=128, vocab_size=512, corpus="math")
+    model, tok = load_model_and_tokenizer(ModelConfig(name_or_path="tiny", tiny=spec))
+    assert model.config.hidden_size == 64 and model.config.num_hidden_layers == 1
+    assert len(tok) <= 512 + 64
+    assert tiny_model_path(spec=spec) != tiny_model_path(spec=TinySpec(hidden_size=64, num_hidden_layers=1,
+                                                                       intermediate_size=128, vocab_size=512))
+    assert "<|im_start|>" in tok.get_vocab()
