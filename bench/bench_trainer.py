@@ -43,19 +43,21 @@ class _Pause:
 
     def __init__(self):
         self.resumed: float | None = None
+        self.resumed_cpu = 0.0
         self.steps = 0
 
     def __call__(self, steps_done: int, info: dict | None = None) -> None:
         import torch
-        now = time.perf_counter()
+        now, now_cpu = time.perf_counter(), time.process_time()
         if self.resumed is not None:
-            _send("block", seconds=now - self.resumed, steps=steps_done - self.steps, threads=torch.get_num_threads())
+            _send("block", seconds=now - self.resumed, cpu_seconds=now_cpu - self.resumed_cpu,
+                  steps=steps_done - self.steps, threads=torch.get_num_threads())
         else:
             _send("ready", threads=torch.get_num_threads(), **(info or {}))
         self.steps = steps_done
         if sys.stdin.readline().strip() != "go":
             os._exit(0)  # the parent is done with us: skip the rest of training and the final save
-        self.resumed = time.perf_counter()
+        self.resumed, self.resumed_cpu = time.perf_counter(), time.process_time()
 
 
 def _rows(seq_len: int, n: int):
@@ -190,6 +192,7 @@ def main(argv=None) -> int:
     ap.add_argument("--micro", type=int, default=4)
     ap.add_argument("--accum", type=int, default=2)
     ap.add_argument("--rows", type=int, default=256)
+    ap.add_argument("--swap", action="store_true", help="alternate which engine goes first (A B B A ...)")
     ap.add_argument("--log-every", type=int, default=10, help="metrics interval of both engines (steps)")
     ap.add_argument("--engine", choices=["ours", "hf"], help=argparse.SUPPRESS)  # worker mode
     ap.add_argument("--out", help=argparse.SUPPRESS)
@@ -217,17 +220,20 @@ def main(argv=None) -> int:
                 info = w.read()
                 print(f"{w.engine:4s}: {info['what']} | {info['threads']} threads")
             tps: dict[str, list[float]] = {"ours": [], "hf": []}
+            cpu: dict[str, list[float]] = {"ours": [], "hf": []}
             for b in range(blocks):
-                for w in workers:  # A B A B ...
+                for w in (workers if b % 2 == 0 or not args.swap else workers[::-1]):  # A B A B (or A B B A)
                     r = w.go()
                     if r["steps"] != args.block or r["threads"] != threads:
                         raise RuntimeError(f"{w.engine}: block of {r['steps']} steps / {r['threads']} threads, "
                                            f"expected {args.block} / {threads}")
                     if b >= args.warmup_blocks:
                         tps[w.engine].append(tokens_per_block / r["seconds"])
+                        cpu[w.engine].append(tokens_per_block / r["cpu_seconds"])
                 if b >= args.warmup_blocks:
                     print(f"round {b - args.warmup_blocks + 1}: ours {tps['ours'][-1]:8.1f}  hf {tps['hf'][-1]:8.1f} "
-                          f"tokens/s  (load {os.getloadavg()[0]:.1f})", flush=True)
+                          f"tokens/s; per CPU-second ours {cpu['ours'][-1]:8.1f}  hf {cpu['hf'][-1]:8.1f}  "
+                          f"(load {os.getloadavg()[0]:.1f})", flush=True)
         finally:
             for w in workers:
                 try:
@@ -235,12 +241,16 @@ def main(argv=None) -> int:
                 except Exception:
                     w.proc.kill()
     med = {k: statistics.median(v) for k, v in tps.items()}
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
     paired = statistics.median(a / b for a, b in zip(tps["ours"], tps["hf"]))
     print(f"{args.rounds} rounds x {args.block} steps each, {threads} torch threads, "
           f"{args.micro * args.accum * args.seq_len} tokens/step (micro {args.micro} x accum {args.accum} x seq "
           f"{args.seq_len}), load average {load0:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"median tokens/s: domainspec {med['ours']:.1f}, transformers Trainer {med['hf']:.1f}; "
           f"ratio {med['ours'] / med['hf']:.3f} (median of paired per-round ratios {paired:.3f}; target >= 1.0)")
+    print(f"median tokens per CPU-second (process time, all threads; insensitive to waiting for a core): "
+          f"domainspec {med_cpu['ours']:.1f}, transformers Trainer {med_cpu['hf']:.1f}; "
+          f"ratio {med_cpu['ours'] / med_cpu['hf']:.3f}")
     return 0
 
 
