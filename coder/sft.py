@@ -81,7 +81,8 @@ class CoderSFTConfig(Config):
     eval: EvalSettings = Field(default_factory=EvalSettings, description="Held-out toy / HumanEval scoring.")
     tiny_shape: dict[str, int | float] | None = Field(
         None, description="With model.name_or_path 'tiny': build the tiny Qwen2 model with these shape overrides "
-                          "instead (build_tiny_model fields, e.g. num_hidden_layers, hidden_size), cached by shape.")
+                          "instead (build_tiny_model fields, e.g. num_hidden_layers, hidden_size), cached by shape. "
+                          "Ignored for any other model.")
     eval_base: bool = Field(True, description="Also score the starting model, for the before/after comparison.")
     eval_every_stage: bool = Field(True, description="Score after every stage (else only after the last).")
 
@@ -109,8 +110,7 @@ def check_config(cfg: CoderSFTConfig, lines: LineIndex | None = None) -> None:
         if bad:
             errors.append(f"{lines.where(('tiny_shape',))}: tiny_shape: unknown fields {bad}; "
                           f"known: {sorted(TINY_MODEL_DEFAULTS)}")
-        if cfg.model.name_or_path != "tiny":
-            errors.append(f"{lines.where(('tiny_shape',))}: tiny_shape is only used with model.name_or_path: tiny")
+
     for i, stage in enumerate(cfg.stages):
         for j, src in enumerate(stage.data):
             p = src.path
@@ -139,6 +139,8 @@ def load_coder_sft_config(path: str | Path | None = None, overrides: list[str] |
 def resolve_start_model(cfg: CoderSFTConfig) -> ModelConfig:
     """The starting ModelConfig; builds (once, cached by shape) a custom-shape tiny model if asked."""
     if cfg.tiny_shape is None or cfg.model.name_or_path != "tiny":
+        if cfg.tiny_shape is not None:
+            log.info("tiny_shape ignored: the starting model is %s, not tiny", cfg.model.name_or_path)
         return cfg.model
     import fcntl
     import os
@@ -196,6 +198,19 @@ def _stage_data(stage: SFTStageConfig, cfg: CoderSFTConfig, tokenizer, sdir: Pat
     return [p.to_dict() for p in packed], report
 
 
+def _drop_gguf_marker(model) -> None:
+    """A GGUF model is de-quantized on load, but transformers keeps its quantizer and then refuses
+    ``save_pretrained``; after training the weights are plain tensors, so drop the marker.
+    (Belongs in modeling.load_model_and_tokenizer(for_training=True); done here until it is.)"""
+    quantizer = getattr(model, "hf_quantizer", None)
+    method = getattr(getattr(quantizer, "quantization_config", None), "quant_method", None)
+    if quantizer is not None and str(getattr(method, "value", method)) == "gguf":
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+
+
 def _train_stage(stage: SFTStageConfig, cfg: CoderSFTConfig, model_cfg: ModelConfig, sdir: Path
                  ) -> tuple[Path, int | None]:
     from domainspec.common.modeling import load_model_and_tokenizer
@@ -203,6 +218,7 @@ def _train_stage(stage: SFTStageConfig, cfg: CoderSFTConfig, model_cfg: ModelCon
     from domainspec.common.trainer import train
 
     model, tokenizer = load_model_and_tokenizer(model_cfg, for_training=True)
+    _drop_gguf_marker(model)
     dataset, report = _stage_data(stage, cfg, tokenizer, sdir)
     (sdir / "data_report.json").write_text(json.dumps(report, indent=2))
     objective = CausalLMObjective(getattr(model.config, "_attn_implementation", "sdpa") or "sdpa")
