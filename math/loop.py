@@ -116,7 +116,13 @@ def base_model_path(cfg: MathLoopConfig, out: Path) -> str:
 
 
 def problem_sets(cfg: MathLoopConfig, out: Path) -> dict[str, list[dict]]:
-    """Held-out, seed and per-round problems: disjoint by question text, deterministic, saved under data/."""
+    """Held-out, seed and per-round problems, deterministic, saved under data/.
+
+    The held-out set is drawn first and no other set shares a question with it. Seed and round
+    problems may share questions with each other (one problem pool, as in Qwen2.5-Math's
+    rejection sampling): small templates hold few distinct questions, and making every set
+    disjoint would leave the later rounds without those kinds.
+    """
     from domainspec.math.rejection_sampling import read_jsonl, write_jsonl
     from domainspec.math.synthetic import templated_problems
     data = out / "data"
@@ -124,14 +130,14 @@ def problem_sets(cfg: MathLoopConfig, out: Path) -> dict[str, list[dict]]:
     names = ["heldout", "seed"] + [f"round_{k}" for k in range(1, cfg.rounds + 1)]
     if all((data / f"{n}.jsonl").is_file() for n in names):
         return {n: read_jsonl(data / f"{n}.jsonl") for n in names}
-    sets: dict[str, list[dict]] = {}
-    used: set[str] = set()
-    plan = [("heldout", p.heldout_problems, p.seed + 1000), ("seed", p.seed_problems, p.seed)]
-    plan += [(f"round_{k}", p.round_problems, p.seed + k) for k in range(1, cfg.rounds + 1)]
-    for name, n, seed in plan:
-        rows = templated_problems(n, seed, p.kinds, p.difficulty, exclude=used, prefix=name)
-        used |= {r["question"] for r in rows}
-        sets[name] = rows
+    heldout = templated_problems(p.heldout_problems, p.seed + 1000, p.kinds, p.difficulty, prefix="heldout")
+    held_q = {r["question"] for r in heldout}
+    sets = {"heldout": heldout,
+            "seed": templated_problems(p.seed_problems, p.seed, p.kinds, p.difficulty, exclude=held_q, prefix="seed")}
+    for k in range(1, cfg.rounds + 1):
+        sets[f"round_{k}"] = templated_problems(p.round_problems, p.seed + k, p.kinds, p.difficulty, exclude=held_q,
+                                                prefix=f"round_{k}")
+    for name, rows in sets.items():
         write_jsonl(rows, data / f"{name}.jsonl")
     return sets
 
