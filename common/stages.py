@@ -47,7 +47,7 @@ class StageType:
 # type name -> "module:attribute" of a StageType
 STAGE_TYPES: dict[str, str] = {
     "cpt": "domainspec.common.cpt:CPT_STAGE",
-    "sft": "domainspec.common.sft_stage:SFT_STAGE",
+    "sft": "domainspec.common.sft:SFT_STAGE",
     "coder_sft": "domainspec.coder.sft:CODER_SFT_STAGE",
     "coder_data": "domainspec.coder.stage_types:CODER_DATA_STAGE",
     "generate": "domainspec.eval.stage_types:GENERATE_STAGE",

@@ -44,20 +44,39 @@ class EvalStageConfig(Config):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="code execution limits")
 
 
-def run_eval_stage(cfg: EvalStageConfig, ctx: StageContext) -> dict:
-    from domainspec.eval.generate import run_generate
-    from domainspec.eval.scoring import score
-
+def _no_data(cfg: EvalStageConfig) -> dict | None:
     if cfg.data is None and cfg.benchmark not in BUILTIN_DATA:
         log.info("%s: no data given; skipped (set data: to a local file or hub name to evaluate)", cfg.benchmark)
         return {"skipped": f"no {cfg.benchmark} data given"}
+    return None
+
+
+def _generate(cfg: EvalStageConfig, samples: Path) -> None:
+    from domainspec.eval.generate import run_generate
+
+    run_generate(argparse.Namespace(benchmark=cfg.benchmark, model=cfg.model, gguf_file=cfg.gguf_file, data=cfg.data,
+                                    split=cfg.split, limit=cfg.limit, n=cfg.n, temperature=cfg.temperature,
+                                    top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
+                                    style=cfg.style, seed=cfg.seed, out=str(samples)))
+
+
+def run_generate_stage(cfg: EvalStageConfig, ctx: StageContext) -> dict:
+    if (skipped := _no_data(cfg)) is not None:
+        (ctx.out_dir / "samples.jsonl").touch()
+        return skipped
+    _generate(cfg, ctx.out_dir / "samples.jsonl")
+    rows = sum(1 for _ in open(ctx.out_dir / "samples.jsonl"))
+    return {"benchmark": cfg.benchmark, "num_samples": rows}
+
+
+def run_eval_stage(cfg: EvalStageConfig, ctx: StageContext) -> dict:
+    from domainspec.eval.scoring import score
+
+    if (skipped := _no_data(cfg)) is not None:
+        return skipped
     out: Path = ctx.out_dir
     samples = out / "samples.jsonl"
-    args = argparse.Namespace(benchmark=cfg.benchmark, model=cfg.model, gguf_file=cfg.gguf_file, data=cfg.data,
-                              split=cfg.split, limit=cfg.limit, n=cfg.n, temperature=cfg.temperature,
-                              top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
-                              style=cfg.style, seed=cfg.seed, out=str(samples))
-    run_generate(args)
+    _generate(cfg, samples)
     summary = score(cfg.benchmark, samples, out / "score", data_path=cfg.data, ks=tuple(cfg.ks),
                     grader_mode=cfg.grader, sandbox_config=cfg.sandbox, limit=cfg.limit,
                     **({"split": cfg.split} if cfg.split else {}))
@@ -65,6 +84,8 @@ def run_eval_stage(cfg: EvalStageConfig, ctx: StageContext) -> dict:
             **{k: v for k, v in summary["metrics"].items()}}
 
 
+GENERATE_STAGE = StageType("generate", EvalStageConfig, run_generate_stage, outputs={"samples": "samples.jsonl"},
+                           description="generate samples for a benchmark (scoring settings are ignored)")
 EVAL_STAGE = StageType("eval", EvalStageConfig, run_eval_stage,
                        outputs={"samples": "samples.jsonl", "summary": "score/summary.json"},
                        description="generate samples for a benchmark and score them")

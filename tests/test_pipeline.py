@@ -178,3 +178,23 @@ def test_launch_commands(tmp_path):
     assert "--rdzv_endpoint" in tr and "n1:29500" in tr and "--nnodes" in tr
     with pytest.raises(Exception, match="hostfile"):
         LauncherConfig(kind="deepspeed", nnodes=2)
+
+
+def test_every_registered_stage_type_resolves():
+    """A broken registration raises instead of silently disappearing."""
+    from domainspec.common.stages import STAGE_TYPES, get_stage_type
+    for name in STAGE_TYPES:
+        if name in ("echo", "local_echo"):
+            continue
+        st = get_stage_type(name)
+        assert st.name == name and st.outputs
+    with pytest.raises(KeyError, match="unknown stage type"):
+        get_stage_type("nope")
+
+
+def test_shipped_pipelines_validate(capsys):
+    """pipelines.yaml (defaults and the real-scale examples) validates and plans anywhere."""
+    root = Path(__file__).resolve().parents[1]
+    assert main(["run", str(root / "pipelines.yaml"), "--dry-run", "--workdir", "/nonexistent/wd"]) == 0
+    out = capsys.readouterr().out
+    assert "pipeline coder:" in out and "pipeline math:" in out
