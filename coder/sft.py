@@ -79,10 +79,6 @@ class CoderSFTConfig(Config):
     exec_filter: ExecFilterConfig = Field(default_factory=ExecFilterConfig,
                                           description="Execution filter for sources with exec_filter: true.")
     eval: EvalSettings = Field(default_factory=EvalSettings, description="Held-out toy / HumanEval scoring.")
-    tiny_shape: dict[str, int | float] | None = Field(
-        None, description="With model.name_or_path 'tiny': build the tiny Qwen2 model with these shape overrides "
-                          "instead (build_tiny_model fields, e.g. num_hidden_layers, hidden_size), cached by shape. "
-                          "Ignored for any other model.")
     eval_base: bool = Field(True, description="Also score the starting model, for the before/after comparison.")
     eval_every_stage: bool = Field(True, description="Score after every stage (else only after the last).")
 
@@ -103,14 +99,6 @@ def check_config(cfg: CoderSFTConfig, lines: LineIndex | None = None) -> None:
     """Checks pydantic cannot do (data files exist); every stage before any work. Raises ConfigError."""
     lines = lines or LineIndex()
     errors = []
-    if cfg.tiny_shape is not None:
-        from domainspec.common.tiny_model import TINY_MODEL_DEFAULTS
-
-        bad = sorted(set(cfg.tiny_shape) - set(TINY_MODEL_DEFAULTS))
-        if bad:
-            errors.append(f"{lines.where(('tiny_shape',))}: tiny_shape: unknown fields {bad}; "
-                          f"known: {sorted(TINY_MODEL_DEFAULTS)}")
-
     for i, stage in enumerate(cfg.stages):
         for j, src in enumerate(stage.data):
             p = src.path
@@ -136,72 +124,26 @@ def load_coder_sft_config(path: str | Path | None = None, overrides: list[str] |
 # ---------------------------------------------------------------- running
 
 
-def resolve_start_model(cfg: CoderSFTConfig) -> ModelConfig:
-    """The starting ModelConfig; builds (once, cached by shape) a custom-shape tiny model if asked."""
-    if cfg.tiny_shape is None or cfg.model.name_or_path != "tiny":
-        if cfg.tiny_shape is not None:
-            log.info("tiny_shape ignored: the starting model is %s, not tiny", cfg.model.name_or_path)
-        return cfg.model
-    import fcntl
-    import os
-
-    from domainspec.common.modeling import cache_dir, tiny_recipe_hash
-    from domainspec.common.tiny_model import build_tiny_model
-
-    root = cache_dir()
-    final = root / f"coder-tiny-{_hash([tiny_recipe_hash(), cfg.tiny_shape])}"
-    if not (final / "config.json").exists():
-        root.mkdir(parents=True, exist_ok=True)
-        with open(root / f"{final.name}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be building the same shape
-            if not (final / "config.json").exists():
-                tmp = root / f"{final.name}.tmp-{os.getpid()}"
-                shutil.rmtree(tmp, ignore_errors=True)
-                build_tiny_model(tmp, **cfg.tiny_shape)
-                os.replace(tmp, final)
-    return cfg.model.model_copy(update={"name_or_path": str(final)})
-
-
 def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _stage_data(stage: SFTStageConfig, cfg: CoderSFTConfig, tokenizer, sdir: Path) -> tuple[list[dict], dict]:
-    from domainspec.common.chat_data import pack_sft_examples, render_sft_example, row_to_messages
-    from domainspec.common.packing import packing_stats
+    from domainspec.common.chat_data import row_to_messages
+    from domainspec.common.sft import build_sft_rows
     from domainspec.coder.sft_data import build_stage_rows
 
-    rows, report = build_stage_rows(stage.data, stage.num_samples, stage.seed, cfg.exec_filter, report_dir=sdir)
-    examples, too_long, no_target = [], 0, 0
-    for k, row in enumerate(rows):
-        ids, labels = render_sft_example(row_to_messages(row, where=f"stage {stage.name}: row {k}"), tokenizer)
-        if len(ids) > stage.seq_len:
-            too_long += 1
-            if stage.drop_longer:
-                continue
-            ids, labels = ids[:stage.seq_len], labels[:stage.seq_len]
-        if all(x == -100 for x in labels[1:]):
-            no_target += 1
-            continue
-        examples.append((ids, labels))
-    if not examples:
-        raise ConfigError(f"stage {stage.name}: no conversation fits seq_len {stage.seq_len}")
-    packed = pack_sft_examples(examples, stage.seq_len, pad_id=tokenizer.pad_token_id or 0, pad_last=True)
-    stats = packing_stats(packed)
-    report = {"sources": report, "conversations": len(rows), "trained": len(examples),
-              "longer_than_seq_len": too_long, "dropped_longer": too_long if stage.drop_longer else 0,
-              "without_targets": no_target, "packed_rows": len(packed), "packing": stats,
-              "target_tokens": sum(sum(1 for x in lab[1:] if x != -100) for _, lab in examples)}
-    log.info("stage %s: %d conversations -> %d packed rows of %d tokens (%s); %d too long", stage.name,
-             len(examples), len(packed), stage.seq_len, ", ".join(f"{k} {v:.3f}" for k, v in stats.items()),
-             too_long)
-    return [p.to_dict() for p in packed], report
+    rows, sources = build_stage_rows(stage.data, stage.num_samples, stage.seed, cfg.exec_filter, report_dir=sdir)
+    convs = [row_to_messages(row, where=f"stage {stage.name}: row {k}") for k, row in enumerate(rows)]
+    packed, report = build_sft_rows(convs, tokenizer, stage.seq_len, stage.drop_longer, name=f"stage {stage.name}")
+    return packed, {"sources": sources, **report}
 
 
 def _drop_gguf_marker(model) -> None:
     """A GGUF model is de-quantized on load, but transformers keeps its quantizer and then refuses
     ``save_pretrained``; after training the weights are plain tensors, so drop the marker.
-    (Belongs in modeling.load_model_and_tokenizer(for_training=True); done here until it is.)"""
+    (Belongs in modeling.load_model_and_tokenizer(for_training=True), after which this stage could
+    call common.sft.sft_train directly; done here until it is.)"""
     quantizer = getattr(model, "hf_quantizer", None)
     method = getattr(getattr(quantizer, "quantization_config", None), "quant_method", None)
     if quantizer is not None and str(getattr(method, "value", method)) == "gguf":
@@ -259,10 +201,10 @@ def run_coder_sft(cfg: CoderSFTConfig, out_dir: str | Path) -> dict:
     cfg.save_resolved(out)
     start = time.perf_counter()
     summary: dict = {"model": cfg.model.name_or_path, "stages": []}
-    model_cfg = resolve_start_model(cfg)
+    model_cfg = cfg.model
     if cfg.eval_base:
         summary["base"] = _metrics(_evaluate(model_cfg, cfg, out / "eval_base", out))
-    chain = _hash([cfg.model.to_dict(), cfg.tiny_shape])
+    chain = _hash(cfg.model.to_dict())
     for i, stage in enumerate(cfg.stages):
         sdir = out / f"{i + 1}_{stage.name}"
         chain = _hash([chain, stage.to_dict(), cfg.exec_filter.to_dict()])

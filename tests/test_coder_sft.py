@@ -17,7 +17,7 @@ from domainspec.coder.sft import DEFAULT_CONFIG, load_coder_sft_config, run_code
 ROOT = Path(__file__).resolve().parents[1]
 # a very small model and run: every stage trains a few steps, the eval scores 4 held-out tasks
 FAST = [
-    "tiny_shape={num_hidden_layers: 1, hidden_size: 64, intermediate_size: 128, num_attention_heads: 2, "
+    "model.tiny={num_hidden_layers: 1, hidden_size: 64, intermediate_size: 128, num_attention_heads: 2, "
     "num_key_value_heads: 1}",
     "stages.0.data.0.size=40", "stages.0.num_samples=40", "stages.0.seq_len=256",
     "stages.0.train.max_steps=2", "stages.0.train.save_every=1",
