@@ -109,7 +109,8 @@ def run_ours(args, out: Path, pause: _Pause) -> None:
                 info = None
                 if self.calls == 0:
                     info = {"what": f"domainspec train(): DeepSpeed ZeRO-0 engine, {_optimizer_desc(model_.optimizer)}, "
-                                    f"{next(model_.parameters()).dtype}, attention {attn}, "
+                                    f"{next(model_.parameters()).dtype}, attention {attn}, glibc memory "
+                                    f"retained (trainer default on CPU), "
                                     f"CausalLMObjective loss, batch {_describe_batch(batch)}"}
                 pause(self.calls // accum, info)
             self.calls += 1
@@ -132,13 +133,18 @@ def run_hf(args, out: Path, pause: _Pause) -> None:
     class Gate(TrainerCallback):
         def on_train_begin(self, a, state, control, optimizer=None, **k):
             pause(0, {"what": f"transformers Trainer: {_optimizer_desc(optimizer)}, "
-                              f"{next(model.parameters()).dtype}, attention {attn}, model's own loss (labels in "
+                              f"{next(model.parameters()).dtype}, attention {attn}, glibc memory "
+                              f"{'retained (as ours)' if args.hf_retain_memory else 'trimmed (default)'}, "
+                              f"model's own loss (labels in "
                               f"batch), batch {_describe_batch(collate(rows[:args.micro]))}"})
 
         def on_step_end(self, a, state, control, **k):
             if state.global_step % args.block == 0:
                 pause(state.global_step)
 
+    if args.hf_retain_memory:  # the allocator setting our trainer applies on CPU, for an equal footing
+        from domainspec.common.trainer import retain_freed_memory
+        retain_freed_memory()
     bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     targs = TrainingArguments(
         output_dir=str(out), per_device_train_batch_size=args.micro, gradient_accumulation_steps=args.accum,
@@ -192,6 +198,8 @@ def main(argv=None) -> int:
     ap.add_argument("--micro", type=int, default=4)
     ap.add_argument("--accum", type=int, default=2)
     ap.add_argument("--rows", type=int, default=256)
+    ap.add_argument("--hf-retain-memory", action="store_true",
+                    help="apply the trainer's glibc setting (retain_freed_memory) in the HF worker too")
     ap.add_argument("--swap", action="store_true", help="alternate which engine goes first (A B B A ...)")
     ap.add_argument("--log-every", type=int, default=10, help="metrics interval of both engines (steps)")
     ap.add_argument("--engine", choices=["ours", "hf"], help=argparse.SUPPRESS)  # worker mode
@@ -209,6 +217,7 @@ def main(argv=None) -> int:
     common = ["--threads", str(threads), "--block", str(args.block), "--seq-len", str(args.seq_len),
               "--micro", str(args.micro), "--accum", str(args.accum), "--rows", str(args.rows),
               "--log-every", str(args.log_every), "--total-steps", str((blocks + 1) * args.block)]
+    common += ["--hf-retain-memory"] if args.hf_retain_memory else []
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_PORT")}
     env.update(OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))  # before torch starts, in both
     tokens_per_block = args.block * args.micro * args.accum * args.seq_len

@@ -164,6 +164,27 @@ def cpu_threads(local_world_size: int = 1, current: int | None = None) -> int:
     return max(1, threads)
 
 
+def retain_freed_memory() -> bool:
+    """On glibc, keep freed memory in the process heap instead of giving it back to the OS.
+
+    glibc's default trims the heap top and unmaps large blocks as soon as they are free, so
+    every training step page-faults its activations and gradients back in (measured with the
+    tiny model on CPU: ~20k minor faults per step, ~3% of the step's CPU time; ~300 with this).
+    Sets ``M_MMAP_THRESHOLD`` to 32 MiB (blocks up to that size come from the heap) and
+    ``M_TRIM_THRESHOLD`` to 1 GiB, for the whole process and its lifetime; resident memory then
+    stays near its peak, as with PyTorch's caching allocators. Returns False where not glibc.
+    """
+    import ctypes
+    import ctypes.util
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl, macOS, Windows)
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc malloc.h
+    return bool(mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(M_TRIM_THRESHOLD, 1 << 30))
+
+
 def _plan(cfg: TrainConfig, dataset: Sequence, objective, rank: int, world: int) -> _Plan:
     if len(dataset) == 0:
         raise ValueError("the training dataset is empty")
@@ -298,7 +319,8 @@ def train(model, tokenizer, dataset: Sequence, objective, cfg: TrainConfig, out_
           resume: bool = True) -> TrainResult:
     """Train ``model`` on ``dataset`` (a sequence of row dicts) with ``objective``; see the module docstring.
 
-    On CPU, torch's intra-op threads follow :func:`cpu_threads` for the run (restored afterwards)."""
+    On CPU, torch's intra-op threads follow :func:`cpu_threads` for the run (restored afterwards) and
+    :func:`retain_freed_memory` applies to the process."""
     import torch
     before = torch.get_num_threads()
     if not torch.cuda.is_available():
@@ -309,6 +331,8 @@ def train(model, tokenizer, dataset: Sequence, objective, cfg: TrainConfig, out_
             log.info("CPU training: %d torch threads (was %d; machine load and ranks per machine, see cpu_threads; "
                      "OMP_NUM_THREADS overrides)", threads, before)
             torch.set_num_threads(threads)
+        if not retain_freed_memory():
+            log.info("CPU training: not on glibc, freed memory goes back to the OS as the allocator decides")
     try:
         return _train(model, tokenizer, dataset, objective, cfg, out_dir, resume)
     finally:
