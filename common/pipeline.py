@@ -36,7 +36,7 @@ from domainspec.common.launchers import LauncherConfig
 from domainspec.common.stages import STAGE_TYPES, StageType, get_stage_type
 
 REF = re.compile(r"\$\{([A-Za-z_][\w-]*)\.([A-Za-z_]\w*)\}")
-STAGE_KEYS = {"type", "extends", "needs", "launcher", "config", "description"}
+STAGE_KEYS = {"type", "extends", "needs", "launcher", "config", "config_from", "description"}
 TOP_KEYS = {"workdir", "templates", "pipelines", "version"}
 
 
@@ -181,7 +181,7 @@ def load_plan(path: str | Path, overrides: Iterable[str] | None = None, workdir:
     plan = Plan(src, wd, {})
     for pname, pdef in pipes.items():
         try:
-            stages = _plan_pipeline(pname, pdef, templates, lines, wd)
+            stages = _plan_pipeline(pname, pdef, templates, lines, wd, Path(src).resolve().parent)
         except ConfigError as e:
             errors.append(str(e))
             continue
@@ -192,7 +192,57 @@ def load_plan(path: str | Path, overrides: Iterable[str] | None = None, workdir:
     return plan
 
 
-def _plan_pipeline(pname: str, pdef: Any, templates: dict, lines: LineIndex, wd: Path) -> list[PlannedStage]:
+def _config_from(sdef: dict, sl: LineIndex, dotted: str, base_dir: Path) -> tuple[dict, LineIndex]:
+    """Deep-merge the stage's ``config`` over the YAML file named by ``config_from`` (relative to the
+    pipeline file), so a recipe file is reused rather than copied; errors point into the right file."""
+    ref = sdef.get("config_from")
+    if not ref:
+        return sdef, sl
+    path = Path(ref) if Path(ref).is_absolute() else base_dir / ref
+    if not path.is_file():
+        raise ConfigError(f"{sl.where(('config_from',))}: {dotted}.config_from: file not found: {path}")
+    base, base_lines = load_yaml(path)
+    if not isinstance(base, dict):
+        raise ConfigError(f"{path}: expected a mapping of config fields")
+    merged_lines = LineIndex(base_lines.source, {("config",) + k: v for k, v in base_lines.lines.items()})
+    own = {k: v for k, v in sl.lines.items() if k[:1] == ("config",) and len(k) > 1}
+    if own:  # keys given in the stage itself point into the pipeline file
+        merged_lines = _MixedLines({k: (sl.source, v) for k, v in own.items()}, merged_lines, sl)
+    else:
+        merged_lines = _MixedLines({}, merged_lines, sl)
+    out = dict(sdef)
+    out["config"] = _deep_merge(base, sdef.get("config") or {})
+    return out, merged_lines
+
+
+class _MixedLines(LineIndex):
+    """Line index over two files: the stage's own keys first, then the config_from file, then the stage."""
+
+    def __init__(self, own: dict[tuple, tuple[str, int]], base: LineIndex, stage: LineIndex):
+        super().__init__(stage.source, stage.lines)
+        self.own, self.base = own, base
+
+    def where(self, path) -> str:
+        path = tuple(path)
+        p = path
+        while p:
+            if p in self.own:
+                return f"{self.own[p][0]}:{self.own[p][1]}"
+            if p in self.base.lines:
+                return f"{self.base.source}:{self.base.lines[p]}"
+            p = p[:-1]
+        return super().where(path)
+
+    def sub(self, prefix) -> "LineIndex":
+        prefix = tuple(prefix)
+        n = len(prefix)
+        own = {k[n:]: v for k, v in self.own.items() if k[:n] == prefix}
+        base = LineIndex(self.base.source, {k[n:]: v for k, v in self.base.lines.items() if k[:n] == prefix})
+        return _MixedLines(own, base, super().sub(prefix))
+
+
+def _plan_pipeline(pname: str, pdef: Any, templates: dict, lines: LineIndex, wd: Path,
+                   base_dir: Path) -> list[PlannedStage]:
     base = ("pipelines", pname)
     if not isinstance(pdef, dict) or not isinstance(pdef.get("stages"), dict) or not pdef["stages"]:
         raise ConfigError(f"{lines.where(base)}: pipelines.{pname}: expected 'stages:' mapping stage name -> definition")
@@ -220,6 +270,11 @@ def _plan_pipeline(pname: str, pdef: Any, templates: dict, lines: LineIndex, wd:
             tl.lines.update(sl.lines)  # the stage's own keys win, inherited keys point into the template
             sl = tl
             sdef = _deep_merge({k: v for k, v in templates[tname].items()}, {k: v for k, v in sdef.items() if k != "extends"})
+        try:
+            sdef, sl = _config_from(sdef, sl, dotted, base_dir)
+        except ConfigError as e:
+            errors.append(str(e))
+            continue
         unknown = set(sdef) - STAGE_KEYS
         for k in sorted(unknown):
             errors.append(f"{sl.where((k,))}: {dotted}.{k}: unknown stage key (expected {sorted(STAGE_KEYS)})")

@@ -198,3 +198,32 @@ def test_shipped_pipelines_validate(capsys):
     assert main(["run", str(root / "pipelines.yaml"), "--dry-run", "--workdir", "/nonexistent/wd"]) == 0
     out = capsys.readouterr().out
     assert "pipeline coder:" in out and "pipeline math:" in out
+
+
+def test_config_from_reuses_a_recipe_file(tmp_path):
+    (tmp_path / "recipe.yaml").write_text("value: 5\nsource: null\n")
+    f = write(tmp_path, f"""\
+workdir: {tmp_path / 'wd'}
+pipelines:
+  p:
+    stages:
+      a: {{type: echo, config_from: recipe.yaml}}
+      b:
+        type: echo
+        config_from: recipe.yaml
+        config: {{value: 6}}
+""")
+    plan = load_plan(f)
+    a, b = plan.pipelines["p"]
+    assert a.config.value == 5 and b.config.value == 6
+    (tmp_path / "recipe.yaml").write_text("value: 5\nbogus: 1\n")
+    with pytest.raises(ConfigError, match=r"recipe.yaml:2: pipelines.p.stages.a.config.bogus: unknown key"):
+        load_plan(f)
+    (tmp_path / "recipe.yaml").write_text("value: 5\n")
+    f2 = write(tmp_path, f.read_text().replace("config: {value: 6}", "config:\n          value: x"), "p2.yaml")
+    with pytest.raises(ConfigError, match=r"p2.yaml:10: pipelines.p.stages.b.config.value: Input should be"):
+        load_plan(f2)
+    f3 = write(tmp_path, f.read_text().replace("a: {type: echo, config_from: recipe.yaml}",
+                                               "a: {type: echo, config_from: missing.yaml}"), "p3.yaml")
+    with pytest.raises(ConfigError, match="config_from: file not found"):
+        load_plan(f3)
