@@ -128,46 +128,19 @@ def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _stage_data(stage: SFTStageConfig, cfg: CoderSFTConfig, tokenizer, sdir: Path) -> tuple[list[dict], dict]:
+def _train_stage(stage: SFTStageConfig, cfg: CoderSFTConfig, model_cfg: ModelConfig, sdir: Path
+                 ) -> tuple[Path, int | None]:
     from domainspec.common.chat_data import row_to_messages
-    from domainspec.common.sft import build_sft_rows
+    from domainspec.common.sft import sft_train
     from domainspec.coder.sft_data import build_stage_rows
 
     rows, sources = build_stage_rows(stage.data, stage.num_samples, stage.seed, cfg.exec_filter, report_dir=sdir)
     convs = [row_to_messages(row, where=f"stage {stage.name}: row {k}") for k, row in enumerate(rows)]
-    packed, report = build_sft_rows(convs, tokenizer, stage.seq_len, stage.drop_longer, name=f"stage {stage.name}")
-    return packed, {"sources": sources, **report}
-
-
-def _drop_gguf_marker(model) -> None:
-    """A GGUF model is de-quantized on load, but transformers keeps its quantizer and then refuses
-    ``save_pretrained``; after training the weights are plain tensors, so drop the marker.
-    (Belongs in modeling.load_model_and_tokenizer(for_training=True), after which this stage could
-    call common.sft.sft_train directly; done here until it is.)"""
-    quantizer = getattr(model, "hf_quantizer", None)
-    method = getattr(getattr(quantizer, "quantization_config", None), "quant_method", None)
-    if quantizer is not None and str(getattr(method, "value", method)) == "gguf":
-        model.hf_quantizer = None
-        model.is_quantized = False
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-
-
-def _train_stage(stage: SFTStageConfig, cfg: CoderSFTConfig, model_cfg: ModelConfig, sdir: Path
-                 ) -> tuple[Path, int | None]:
-    from domainspec.common.modeling import load_model_and_tokenizer
-    from domainspec.common.objectives import CausalLMObjective
-    from domainspec.common.trainer import train
-
-    model, tokenizer = load_model_and_tokenizer(model_cfg, for_training=True)
-    _drop_gguf_marker(model)
-    dataset, report = _stage_data(stage, cfg, tokenizer, sdir)
-    (sdir / "data_report.json").write_text(json.dumps(report, indent=2))
-    objective = CausalLMObjective(getattr(model.config, "_attn_implementation", "sdpa") or "sdpa")
-    result = train(model, tokenizer, dataset, objective, stage.train, sdir, resume=True)
+    result, report = sft_train(model_cfg, convs, stage.train, stage.seq_len, sdir, resume=True,
+                               drop_longer=stage.drop_longer, name=f"stage {stage.name}")
+    (sdir / "data_report.json").write_text(json.dumps({"sources": sources, **report}, indent=2))
     if result.resumed_from:
         log.info("stage %s: resumed from step %d", stage.name, result.resumed_from)
-    del model
     return result.final_dir, result.resumed_from
 
 

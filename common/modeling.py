@@ -253,6 +253,18 @@ def effective_max_positions(config) -> int:
     return n
 
 
+def _drop_gguf_quantizer(model) -> None:
+    """A GGUF model is de-quantized on load, yet transformers keeps its gguf quantizer marker and then
+    refuses ``save_pretrained``. Weights being trained are plain tensors, so the marker goes."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    method = getattr(getattr(quantizer, "quantization_config", None), "quant_method", None)
+    if quantizer is not None and str(getattr(method, "value", method)) == "gguf":
+        model.hf_quantizer = None
+        model.is_quantized = False
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+
+
 def load_model_and_tokenizer(cfg: ModelConfig | None = None, for_training: bool = False,
                              device: str | None = "auto"):
     """(model, tokenizer) for ``cfg``; eval mode on the GPU for inference, train mode (on CPU,
@@ -282,6 +294,8 @@ def load_model_and_tokenizer(cfg: ModelConfig | None = None, for_training: bool 
         tokenizer.pad_token = tokenizer.eos_token
     if for_training:
         model.train()
+        if gguf:
+            _drop_gguf_quantizer(model)
         if cfg.gradient_checkpointing:
             model.config.use_cache = False
             if hasattr(model, "activation_checkpointing_enable"):  # the name since transformers 5.x
