@@ -67,10 +67,9 @@ def build_sft_rows(conversations: Sequence[list[dict]], tokenizer, seq_len: int,
               "dropped_longer": too_long if drop_longer else 0, "truncated": 0 if drop_longer else too_long,
               "without_targets": no_target, "packed_rows": len(packed), "packing": stats,
               "target_tokens": sum(sum(1 for x in lab[1:] if x != -100) for _, lab in examples)}
-    log.info("%s: %d conversations -> %d packed rows of %d tokens (%s); %d longer than seq_len (%s), "
-             "%d without targets", name, len(examples), len(packed), seq_len,
-             ", ".join(f"{k} {v:.3f}" for k, v in stats.items()), too_long,
-             "dropped" if drop_longer else "truncated", no_target)
+    log.info("%s: %d conversations -> %d packed rows of %d tokens (packing efficiency %.3f); "
+             "%d longer than seq_len (%s), %d without targets", name, len(examples), len(packed), seq_len,
+             stats.get("efficiency", float("nan")), too_long, "dropped" if drop_longer else "truncated", no_target)
     return [p.to_dict() for p in packed], report
 
 
