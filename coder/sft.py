@@ -239,8 +239,15 @@ def render_report(summary: dict) -> str:
 
 def _run_stage(config: CoderSFTConfig, ctx) -> dict:
     summary = run_coder_sft(config, ctx.out_dir)
-    return {"toy_pass@1": [((s.get("eval") or {}).get("toy") or {}).get("metrics", {}).get("pass@1")
-                           for s in summary["stages"]], "seconds": summary["seconds"]}
+
+    def row(name: str, ev: dict | None, loss=None) -> dict:
+        toy = (ev or {}).get("toy") or {}
+        return {"after": name, "toy pass@1": toy.get("metrics", {}).get("pass@1"),
+                "toy tasks": toy.get("num_tasks"), "samples": toy.get("num_samples"), "final loss": loss}
+
+    rows = ([row("start (CPT model)", summary["base"])] if "base" in summary else []) + [
+        row(s["name"], s.get("eval"), s.get("final_loss")) for s in summary["stages"]]
+    return {"held_out_toy": rows, "seconds": summary["seconds"]}
 
 
 CODER_SFT_STAGE = StageType("coder_sft", CoderSFTConfig, _run_stage, outputs={"model": "final", "report": "report.md"},
