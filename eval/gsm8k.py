@@ -35,7 +35,22 @@ def cot_protocol(bench: str, style: Style | None) -> str:
     }.get(style or "", f"{bench}: responses as given (generation protocol not recorded in the samples)")
 
 
-class GSM8KBenchmark:
+class CoTMathBenchmark:
+    """Prompting shared by the math benchmarks: 0-shot CoT, base or chat."""
+
+    name = "math-cot"
+
+    def prompt(self, task: Task, style: Style = "base") -> str | list[dict]:
+        return cot_prompt(task.prompt, style)
+
+    def stop_sequences(self, style: Style = "base") -> list[str]:
+        return ["\nQuestion:", "\n\n\n"] if style == "base" else []
+
+    def protocol(self, style: Style | None = None) -> str:
+        return cot_protocol(self.name, style)
+
+
+class GSM8KBenchmark(CoTMathBenchmark):
     name = "gsm8k"
     version = "gsm8k-1.0"
     kind = "math"
@@ -53,15 +68,6 @@ class GSM8KBenchmark:
                 raise EvalDataError(f"{where}: 'answer' has no '#### <number>' final line")
             tasks.append(Task(task_id=tid, prompt=row["question"], data=row))
         return apply_limit(tasks, limit)
-
-    def prompt(self, task: Task, style: Style = "base") -> str | list[dict]:
-        return cot_prompt(task.prompt, style)
-
-    def stop_sequences(self, style: Style = "base") -> list[str]:
-        return ["\nQuestion:", "\n\n\n"] if style == "base" else []
-
-    def protocol(self, style: Style | None = None) -> str:
-        return cot_protocol("gsm8k", style)
 
     def gold(self, task: Task) -> str:
         from domainspec.eval.math_grader import gsm8k_gold

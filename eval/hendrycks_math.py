@@ -20,8 +20,8 @@ import re
 from pathlib import Path
 
 from domainspec.eval.datafiles import EvalDataError, Row, load_rows, require, unique_ids
-from domainspec.eval.gsm8k import cot_prompt, cot_protocol
-from domainspec.eval.tasks import Style, Task, apply_limit
+from domainspec.eval.gsm8k import CoTMathBenchmark
+from domainspec.eval.tasks import Task, apply_limit
 
 _LEVEL = re.compile(r"^\s*(?:level\s*)?([1-5])\s*$", re.I)
 
@@ -53,7 +53,7 @@ def read_release_dir(root: Path) -> list[Row]:
     return rows
 
 
-class MATHBenchmark:
+class MATHBenchmark(CoTMathBenchmark):
     name = "math"
     version = "math-1.0"
     kind = "math"
@@ -78,15 +78,6 @@ class MATHBenchmark:
             row["level"] = parse_level(row.get("level"))
             tasks.append(Task(task_id=tid, prompt=row["problem"], data=row))
         return apply_limit(tasks, limit)
-
-    def prompt(self, task: Task, style: Style = "base") -> str | list[dict]:
-        return cot_prompt(task.prompt, style)
-
-    def stop_sequences(self, style: Style = "base") -> list[str]:
-        return ["\nQuestion:", "\n\n\n"] if style == "base" else []
-
-    def protocol(self, style: Style | None = None) -> str:
-        return cot_protocol("math", style)
 
     def gold(self, task: Task) -> str:
         from domainspec.eval.math_grader import math_gold
