@@ -8,6 +8,7 @@ real-benchmark evaluation turns on by giving ``data`` (a local path or hub name)
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 from typing import Literal
@@ -44,10 +45,16 @@ class EvalStageConfig(Config):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="code execution limits")
 
 
-def _no_data(cfg: EvalStageConfig) -> dict | None:
+def _no_data(cfg: EvalStageConfig, out: Path) -> dict | None:
+    """A benchmark without data is skipped; its outputs say so (an empty samples file and a summary
+    holding the reason), so the runner sees the stage as done rather than re-running it every time."""
     if cfg.data is None and cfg.benchmark not in BUILTIN_DATA:
         log.info("%s: no data given; skipped (set data: to a local file or hub name to evaluate)", cfg.benchmark)
-        return {"skipped": f"no {cfg.benchmark} data given"}
+        skipped = {"skipped": f"no {cfg.benchmark} data given"}
+        (out / "samples.jsonl").touch()
+        (out / "score").mkdir(exist_ok=True)
+        (out / "score" / "summary.json").write_text(json.dumps({"benchmark": cfg.benchmark, **skipped}))
+        return skipped
     return None
 
 
@@ -61,8 +68,7 @@ def _generate(cfg: EvalStageConfig, samples: Path) -> None:
 
 
 def run_generate_stage(cfg: EvalStageConfig, ctx: StageContext) -> dict:
-    if (skipped := _no_data(cfg)) is not None:
-        (ctx.out_dir / "samples.jsonl").touch()
+    if (skipped := _no_data(cfg, ctx.out_dir)) is not None:
         return skipped
     _generate(cfg, ctx.out_dir / "samples.jsonl")
     rows = sum(1 for _ in open(ctx.out_dir / "samples.jsonl"))
@@ -72,7 +78,7 @@ def run_generate_stage(cfg: EvalStageConfig, ctx: StageContext) -> dict:
 def run_eval_stage(cfg: EvalStageConfig, ctx: StageContext) -> dict:
     from domainspec.eval.scoring import score
 
-    if (skipped := _no_data(cfg)) is not None:
+    if (skipped := _no_data(cfg, ctx.out_dir)) is not None:
         return skipped
     out: Path = ctx.out_dir
     samples = out / "samples.jsonl"
