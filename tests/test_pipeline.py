@@ -197,7 +197,11 @@ def test_shipped_pipelines_validate(capsys):
     root = Path(__file__).resolve().parents[1]
     assert main(["run", str(root / "pipelines.yaml"), "--dry-run", "--workdir", "/nonexistent/wd"]) == 0
     out = capsys.readouterr().out
-    assert "pipeline coder:" in out and "pipeline math:" in out
+    assert "pipeline coder:" in out and "pipeline math:" in out and "coder-7b" not in out
+    assert main(["run", str(root / "pipelines.yaml"), "--dry-run", "--workdir", "/nonexistent/wd",
+                 "--pipeline", "coder-7b", "--pipeline", "math-7b"]) == 0
+    out = capsys.readouterr().out
+    assert "run   cpt (cpt) [slurm x16]" in out and "pipeline math-7b:" in out
 
 
 def test_config_from_reuses_a_recipe_file(tmp_path):
