@@ -113,9 +113,22 @@ class SandboxError(RuntimeError):
 # ----------------------------------------------------------------------------- levels
 
 
+def _tmp_rebinds() -> list[str]:
+    """Read-only binds, over the private /tmp, of the interpreter and this package when they live
+    under /tmp (a virtual environment or a checkout there), so the worker can still start."""
+    out: list[str] = []
+    roots = {sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
+    for root in sorted(roots):
+        real = os.path.realpath(root)
+        if real == "/tmp" or real.startswith("/tmp/"):
+            out += ["--ro-bind", real, real]
+    return out
+
+
 def _prefix(level: str) -> list[str]:
     if level == "bwrap":
         cmd = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+               *_tmp_rebinds(),
                "--unshare-net", "--unshare-pid", "--die-with-parent", "--new-session", "--chdir", "/"]
         # as root bwrap drops every capability; the worker needs setuid/kill/chown to give
         # each program its own uid (the program itself ends with none but DAC_READ_SEARCH)
