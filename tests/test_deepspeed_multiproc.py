@@ -10,8 +10,6 @@ reads ~1.1e-4 (relative) above torch's, even with one rank (torch's value, which
 reports, was checked by hand); on an untied model they agree to 1e-7.
 ZeRO-2 runs by default (~1 min); ZeRO-3 is marked slow.
 """
-import json
-import os
 import shutil
 import socket
 import subprocess
@@ -32,15 +30,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _env():
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
-    env["OMP_NUM_THREADS"] = "1"
-    return env
-
-
-def _metrics(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+sys.path.insert(0, str(Path(__file__).parent))
+from trainer_fixture import read_metrics as _metrics, subprocess_env as _env  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 """The training loop: smoke (loss finite, every parameter changed), kill -9 + resume == straight run,
 token-weighted accumulation, refusals, golden per-step losses of the fixture."""
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -26,15 +25,8 @@ RUN = ["--set", "max_steps=8", "--set", "global_batch_size=8", "--set", "micro_b
        "--set", "save_every=4", "--set", "keep_last=1"]
 
 
-def _env():
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
-    env["OMP_NUM_THREADS"] = "1"
-    return env
-
-
-def _metrics(out: Path) -> list[dict]:
-    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+_env = fx.subprocess_env
+_metrics = fx.read_metrics
 
 
 def _weights(folder: Path) -> dict:

@@ -15,6 +15,21 @@ import time
 VOCAB, SEQ = 97, 32
 
 
+
+def subprocess_env() -> dict:
+    """The environment for a launched training run: no inherited rank variables, one thread
+    per process (deterministic numerics and no oversubscription of the 2-core machine)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    env["OMP_NUM_THREADS"] = "1"
+    return env
+
+
+def read_metrics(out) -> list[dict]:
+    import json
+    from pathlib import Path
+    return [json.loads(line) for line in (Path(out) / "metrics.jsonl").read_text().splitlines()]
+
 def tiny_model(seed: int = 0):
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
