@@ -70,18 +70,13 @@ def normalize_problem(row: dict, index: int, where: str = "problems") -> dict:
 
 
 def read_problems(path: str | Path, limit: int | None = None) -> list[dict]:
+    from domainspec.eval.datafiles import read_jsonl  # the one JSONL reader with path:line errors
+
     rows = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                raw = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not JSON: {e}") from None
-            rows.append(normalize_problem(raw, len(rows), where=f"{path}:{n}"))
-            if limit is not None and len(rows) >= limit:
-                break
+    for where, raw in read_jsonl(path):
+        rows.append(normalize_problem(raw, len(rows), where=where))
+        if limit is not None and len(rows) >= limit:
+            break
     return rows
 
 

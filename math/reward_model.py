@@ -114,21 +114,16 @@ def pair_rows(tokenizer: Any, groups: Sequence[dict], max_length: int, max_pairs
 
 def read_groups(path: str | Path) -> list[dict]:
     """RM groups from JSONL; each row needs question, responses and labels of the same length."""
+    from domainspec.eval.datafiles import read_jsonl  # the one JSONL reader with path:line errors
+
     groups = []
-    with open(path) as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not JSON: {e}") from None
-            missing = [k for k in ("question", "responses", "labels") if k not in row]
-            if missing:
-                raise ValueError(f"{path}:{n}: RM group row lacks {missing}")
-            if len(row["responses"]) != len(row["labels"]):
-                raise ValueError(f"{path}:{n}: {len(row['responses'])} responses but {len(row['labels'])} labels")
-            groups.append(row)
+    for where, row in read_jsonl(path):
+        missing = [k for k in ("question", "responses", "labels") if k not in row]
+        if missing:
+            raise ValueError(f"{where}: RM group row lacks {missing}")
+        if len(row["responses"]) != len(row["labels"]):
+            raise ValueError(f"{where}: {len(row['responses'])} responses but {len(row['labels'])} labels")
+        groups.append(row)
     return groups
 
 
