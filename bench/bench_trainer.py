@@ -17,7 +17,7 @@ both see the same machine load over the run. Blocks before ``--warmup-blocks`` a
 out. Reported: the median tokens/s of each engine over its blocks, their ratio (ours / HF,
 target >= 1.0), and the median of the per-round paired ratios (robust to load drift).
 Both workers use the same intra-op thread count (``--threads``, default: the trainer's
-CPU thread policy, :func:`domainspec.common.trainer.cpu_threads`). Not a test.
+CPU thread policy, :func:`domainspec.common.cpu_runtime.cpu_threads`). Not a test.
 """
 from __future__ import annotations
 
@@ -143,7 +143,7 @@ def run_hf(args, out: Path, pause: _Pause) -> None:
                 pause(state.global_step)
 
     if args.hf_retain_memory:  # the allocator setting our trainer applies on CPU, for an equal footing
-        from domainspec.common.trainer import retain_freed_memory
+        from domainspec.common.cpu_runtime import retain_freed_memory
         retain_freed_memory()
     bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     targs = TrainingArguments(
@@ -157,7 +157,7 @@ def run_hf(args, out: Path, pause: _Pause) -> None:
 
 
 def _default_threads() -> int:
-    from domainspec.common.trainer import cpu_threads
+    from domainspec.common.cpu_runtime import cpu_threads
     return cpu_threads()
 
 

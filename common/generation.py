@@ -17,10 +17,8 @@ resuming. It does not do beam search or speculative decoding.
 """
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
@@ -116,34 +114,6 @@ class _PerRowSampler:
         return out
 
 
-@contextlib.contextmanager
-def cpu_threads_for(model):
-    """Limit torch's intra-op threads while decoding on CPU; restores the setting afterwards.
-
-    Decoding runs many tiny ops: OpenMP barriers cost more than they save for small
-    models, and on an oversubscribed CPU (load average above the core count) every
-    barrier stalls: measured on a shared 2-core machine at load 9-12, 2 threads
-    decoded the tiny model 50x and SmolLM2-135M 6x slower than 1 thread.
-    """
-    import torch
-
-    if next(model.parameters()).device.type != "cpu":
-        yield
-        return
-    before = torch.get_num_threads()
-    n_params = sum(p.numel() for p in model.parameters())
-    try:
-        idle = (os.cpu_count() or 1) - os.getloadavg()[0]
-    except OSError:  # no load average on this platform
-        idle = float(before)
-    threads = 1 if n_params < 20_000_000 else max(1, min(before, int(idle)))
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 class HFBackend:
     """Batched generation with transformers ``generate``."""
 
@@ -193,6 +163,7 @@ class HFBackend:
         remaining = [params.n] * len(prompts)
         bar = tqdm(total=len(prompts) * params.n, desc="generating", unit="sample", disable=not progress)
         t0 = time.perf_counter()
+        from domainspec.common.cpu_runtime import cpu_threads_for
         with cpu_threads_for(self.model):
             n_tokens = self._run_rows(rows, prompts, encoded, starts, params, results, remaining, bar, on_done)
         bar.close()

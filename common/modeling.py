@@ -27,7 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from domainspec.common.config import Config, ConfigError
 from domainspec.common.tiny_model import (  # noqa: F401  (re-exported API)
@@ -37,6 +37,7 @@ from domainspec.common.tiny_model import (  # noqa: F401  (re-exported API)
 log = logging.getLogger(__name__)
 
 TINY = "tiny"
+MATH_CHAT_DOCS = 400  # chats in the tokenizer corpus of a tiny model with corpus "math"
 
 
 class TinySpec(Config):
@@ -47,9 +48,22 @@ class TinySpec(Config):
     intermediate_size: int | None = Field(None, ge=16, description="SwiGLU width (default 768).")
     num_attention_heads: int | None = Field(None, ge=1, description="Query heads (default 4).")
     num_key_value_heads: int | None = Field(None, ge=1, description="Key/value heads, GQA (default 2).")
+    rope_theta: float | None = Field(None, gt=0, description="RoPE base (default 1e6 as Qwen2.5; short-context "
+                                                             "tiny models copy numbers better with 1e4).")
     vocab_size: int | None = Field(None, ge=300, description="BPE vocabulary size (default 4096).")
     corpus: Literal["code+math", "math"] = Field(
         "code+math", description="Tokenizer training corpus: stdlib code + generated math text, or math only.")
+
+    @model_validator(mode="after")
+    def _heads_divide(self):
+        hidden = self.hidden_size or TINY_MODEL_DEFAULTS["hidden_size"]
+        heads = self.num_attention_heads or TINY_MODEL_DEFAULTS["num_attention_heads"]
+        kv = self.num_key_value_heads or TINY_MODEL_DEFAULTS["num_key_value_heads"]
+        if hidden % heads:
+            raise ValueError(f"hidden_size {hidden} is not a multiple of num_attention_heads {heads}")
+        if heads % kv:
+            raise ValueError(f"num_attention_heads {heads} is not a multiple of num_key_value_heads {kv}")
+        return self
 
     def overrides(self) -> dict[str, Any]:
         return {k: v for k, v in self.to_dict().items() if v is not None and k not in ("vocab_size", "corpus")}
@@ -139,7 +153,7 @@ def tiny_recipe_hash(spec: TinySpec | None = None) -> str:
 
     sources = {}
     for mod in ("domainspec.common.tiny_model", "domainspec.common.corpora",
-                "domainspec.common.math_problems"):
+                "domainspec.common.math_problems", "domainspec.common.math_prompts"):
         found = importlib.util.find_spec(mod)
         if found and found.origin:
             sources[mod] = hashlib.sha256(Path(found.origin).read_bytes()).hexdigest()
@@ -173,7 +187,7 @@ def tiny_model_path(root: str | os.PathLike | None = None, spec: TinySpec | None
         if spec is None:
             build_tiny_model(tmp)
         else:
-            texts = default_corpus(stdlib_files=0) if spec.corpus == "math" else None
+            texts = default_corpus(stdlib_files=0, chat_docs=MATH_CHAT_DOCS) if spec.corpus == "math" else None
             build_tiny_model(tmp, texts, **({"vocab_size": spec.vocab_size} if spec.vocab_size else {}),
                              **spec.overrides())
         os.replace(tmp, final)

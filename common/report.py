@@ -87,7 +87,7 @@ def write_report(plan) -> Path:
     wd = Path(plan.workdir)
     wd.mkdir(parents=True, exist_ok=True)
     plots_dir = wd / "report_plots"
-    md = [f"# domainspec run report", "", f"Pipeline file: `{plan.source}`; workdir: `{wd}`", ""]
+    md = ["# domainspec run report", "", f"Pipeline file: `{plan.source}`; workdir: `{wd}`", ""]
     data: dict[str, Any] = {"source": plan.source, "workdir": str(wd), "pipelines": {}}
     for pname, stages in plan.pipelines.items():
         md += [f"## Pipeline `{pname}`", "", "| stage | type | status | time (s) |", "|---|---|---|---|"]

@@ -135,56 +135,6 @@ def init_distributed() -> tuple[int, int, int]:
     return int(os.environ["RANK"]), local_rank, int(os.environ["WORLD_SIZE"])
 
 
-def cpu_threads(local_world_size: int = 1, current: int | None = None) -> int:
-    """Intra-op threads for one CPU training process.
-
-    ``OMP_NUM_THREADS`` when set. Otherwise the smallest of: ``current`` (torch's setting,
-    so an explicit ``torch.set_num_threads`` is never raised), the CPUs this process may run
-    on (``os.sched_getaffinity``) shared among the ranks of this machine (accelerate's rule),
-    and the idle CPUs by the 1-minute load average plus one for this process: an OpenMP
-    barrier waits for its slowest thread, so on an oversubscribed CPU every extra thread
-    stalls the step (measured on a shared 2-core machine at load 5: 2 threads trained the
-    4M-parameter tiny model 10x slower than 1). At least 1. Thread count does not change
-    the numerics of the tiny fixture (bitwise-identical losses with 1 and 2 threads).
-    """
-    env = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # no affinity API on this platform
-        cpus = os.cpu_count() or 1
-    threads = cpus // max(1, local_world_size)
-    try:
-        threads = min(threads, int(cpus - os.getloadavg()[0]) + 1)
-    except OSError:  # no load average on this platform
-        pass
-    if current is not None:
-        threads = min(threads, current)
-    return max(1, threads)
-
-
-def retain_freed_memory() -> bool:
-    """On glibc, keep freed memory in the process heap instead of giving it back to the OS.
-
-    glibc's default trims the heap top and unmaps large blocks as soon as they are free, so
-    every training step page-faults its activations and gradients back in (measured with the
-    tiny model on CPU: ~20k minor faults per step, ~3% of the step's CPU time; ~300 with this).
-    Sets ``M_MMAP_THRESHOLD`` to 32 MiB (blocks up to that size come from the heap) and
-    ``M_TRIM_THRESHOLD`` to 1 GiB, for the whole process and its lifetime; resident memory then
-    stays near its peak, as with PyTorch's caching allocators. Returns False where not glibc.
-    """
-    import ctypes
-    import ctypes.util
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl, macOS, Windows)
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc malloc.h
-    return bool(mallopt(M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(M_TRIM_THRESHOLD, 1 << 30))
-
-
 def _plan(cfg: TrainConfig, dataset: Sequence, objective, rank: int, world: int) -> _Plan:
     if len(dataset) == 0:
         raise ValueError("the training dataset is empty")
@@ -319,9 +269,11 @@ def train(model, tokenizer, dataset: Sequence, objective, cfg: TrainConfig, out_
           resume: bool = True) -> TrainResult:
     """Train ``model`` on ``dataset`` (a sequence of row dicts) with ``objective``; see the module docstring.
 
-    On CPU, torch's intra-op threads follow :func:`cpu_threads` for the run (restored afterwards) and
-    :func:`retain_freed_memory` applies to the process."""
+    On CPU, torch's intra-op threads follow :func:`~domainspec.common.cpu_runtime.cpu_threads` for the
+    run (restored afterwards) and :func:`~domainspec.common.cpu_runtime.retain_freed_memory` applies to
+    the process."""
     import torch
+    from domainspec.common.cpu_runtime import cpu_threads, retain_freed_memory
     before = torch.get_num_threads()
     if not torch.cuda.is_available():
         local_world = int(os.environ.get("LOCAL_WORLD_SIZE") or os.environ.get("LOCAL_SIZE") or

@@ -8,8 +8,7 @@ problem by RM score (``rejection_sampling``) and fine-tunes the policy on them. 
 evaluated on a held-out synthetic set (and GSM8K/MATH when their data is given): greedy pass@1,
 maj@k and rm@k, in CoT and/or TIR mode (``evaluation``).
 
-Layout under ``out_dir``: ``resolved_config.yaml``, ``base/`` (the built tiny model, when the
-config asks for one), ``data/`` (seed, held-out and per-round problems), ``round_<k>/`` with
+Layout under ``out_dir``: ``resolved_config.yaml``, ``data/`` (seed, held-out and per-round problems), ``round_<k>/`` with
 ``samples.jsonl`` (graded), ``rm/`` (the RM folder in ``rm/final`` + ``rm_eval.json``), ``rs/``
 (the SFT set + per-problem stats), ``sft/`` (checkpoints, ``final`` = the round's policy),
 ``eval/`` and ``round.json`` (written last: the round is done). A rerun skips finished rounds
@@ -24,7 +23,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field
 
@@ -38,17 +37,6 @@ from domainspec.math.reward_model import RewardModelConfig
 from domainspec.math.tir import TIRConfig
 
 log = logging.getLogger(__name__)
-
-
-class TinyModelSpec(Config):
-    """Shape of a tiny model built for this loop (only when ``model.name_or_path`` is "tiny")."""
-    hidden_size: int = Field(128, ge=16, description="Width of the tiny Qwen2 model.")
-    num_hidden_layers: int = Field(4, ge=1, description="Transformer layers.")
-    intermediate_size: int = Field(384, ge=16, description="SwiGLU width.")
-    num_attention_heads: int = Field(4, ge=1, description="Query heads.")
-    num_key_value_heads: int = Field(2, ge=1, description="Key/value heads (GQA).")
-    vocab_size: int = Field(1024, ge=300, description="BPE vocabulary trained on the math corpus.")
-    tokenizer_docs: int = Field(2000, ge=10, description="Generated math documents the tokenizer is trained on.")
 
 
 class ProblemSetConfig(Config):
@@ -67,8 +55,6 @@ class SFTSettings(Config):
 
 class MathLoopConfig(Config):
     model: ModelConfig = Field(default_factory=ModelConfig, description="The initial policy.")
-    tiny: TinyModelSpec | None = Field(None, description='Build a tiny model of this shape instead of the cached '
-                                                         'default when model.name_or_path is "tiny".')
     problems: ProblemSetConfig = Field(default_factory=ProblemSetConfig, description="Synthetic problem sets.")
     initial_sft: SFTSettings = Field(default_factory=SFTSettings, description="Round 0: SFT on reference solutions.")
     rounds: int = Field(2, ge=0, description="Self-improvement rounds R.")
@@ -95,24 +81,12 @@ def _done(path: Path) -> bool:
     return (path / "config.json").is_file()
 
 
-def base_model_path(cfg: MathLoopConfig, out: Path) -> str:
-    """The initial policy's folder (building the loop's tiny model once when asked)."""
+def base_model_path(cfg: MathLoopConfig) -> str:
+    """The initial policy's folder (the tiny model of ``model.tiny`` is built once and cached)."""
     if cfg.model.name_or_path != "tiny":
         return cfg.model.name_or_path
-    if cfg.tiny is None:
-        from domainspec.common.modeling import load_model_and_tokenizer, tiny_model_path
-        load_model_and_tokenizer(cfg.model)  # builds the cached default once
-        return str(tiny_model_path())
-    base = out / "base"
-    if not _done(base):
-        from domainspec.common.math_problems import math_corpus_documents
-        from domainspec.common.tiny_model import build_tiny_model
-        t = cfg.tiny
-        build_tiny_model(base, texts=list(math_corpus_documents(t.tokenizer_docs, cfg.problems.seed)),
-                         vocab_size=t.vocab_size, hidden_size=t.hidden_size, num_hidden_layers=t.num_hidden_layers,
-                         intermediate_size=t.intermediate_size, num_attention_heads=t.num_attention_heads,
-                         num_key_value_heads=t.num_key_value_heads)
-    return str(base)
+    from domainspec.common.modeling import tiny_model_path
+    return str(tiny_model_path(spec=cfg.model.tiny))
 
 
 def problem_sets(cfg: MathLoopConfig, out: Path) -> dict[str, list[dict]]:
@@ -169,7 +143,7 @@ def run_round_zero(cfg: MathLoopConfig, out: Path, sets: dict, sandbox: Any) -> 
     from domainspec.math.sft import sft_on_conversations
     rdir = out / "round_0"
     start = time.perf_counter()
-    base = base_model_path(cfg, out)
+    base = base_model_path(cfg)
     convs = [sft_row(p["question"], p["solution"], "cot")["messages"] for p in sets["seed"]]
     policy = sft_on_conversations(base, convs, cfg.initial_sft.train, cfg.initial_sft.seq_len, rdir / "sft")
     ev = _evaluate(cfg, str(policy), None, sets["heldout"], rdir / "eval", sandbox)

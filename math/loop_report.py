@@ -15,7 +15,7 @@ def table_rows(rounds: Sequence[dict]) -> list[dict]:
                 k = m.get("k", 1)
                 rows.append({
                     "round": r["round"], "set": set_name, "mode": mode, "problems": m.get("num_problems"),
-                    "pass@1": m.get("pass@1"), "k": k, f"maj@k": m.get(f"maj@{k}"), "rm@k": m.get(f"rm@{k}"),
+                    "pass@1": m.get("pass@1"), "k": k, "maj@k": m.get(f"maj@{k}"), "rm@k": m.get(f"rm@{k}"),
                     "sample_accuracy": m.get("sample_accuracy"), "eval_samples": m.get("num_samples"),
                     "rm_pairwise_accuracy": rm.get("pairwise_accuracy"), "rm_heldout_pairs": rm.get("num_pairs"),
                     "round_samples": rs.get("num_samples"), "round_sample_accuracy": rs.get("sample_accuracy"),
@@ -57,7 +57,7 @@ def markdown(summary: dict) -> str:
         lines.append(f"| {x['round']} | {x['set']} | {x['mode']} | {_f(x['problems'])} | {_f(x['pass@1'])} | "
                      f"{_f(x['maj@k'])} | {_f(x['rm@k'])} | {x['k']} | {_f(x['eval_samples'])} | {rm} | {rs} | "
                      f"{_f(x['sft_kept'])} | {_f(x['seconds'])} |")
-    lines += ["", f"pass@1 gain over the initial SFT model: "
+    lines += ["", "pass@1 gain over the initial SFT model: "
               + (", ".join(f"{k} {v:+.3f}" for k, v in summary["pass@1_gain_over_initial_sft"].items()) or "-"),
               f"Total time: {summary['seconds']:.0f} s", ""]
     return "\n".join(lines)

@@ -1,9 +1,7 @@
 """Qwen2.5-Math system prompts for chain-of-thought (CoT) and tool-integrated reasoning (TIR).
 
-Source: Qwen2.5-Math evaluation (``utils.py`` prompt templates "qwen25-math-cot"
-and "tool-integrated").
+Defined once in ``domainspec.common.math_prompts`` (the tiny model's tokenizer corpus uses them too).
 """
+from domainspec.common.math_prompts import COT_SYSTEM_PROMPT, TIR_SYSTEM_PROMPT
 
-COT_SYSTEM_PROMPT = "Please reason step by step, and put your final answer within \\boxed{}."
-TIR_SYSTEM_PROMPT = ("Please integrate natural language reasoning with programs to solve the problem above, "
-                     "and put your final answer within \\boxed{}.")
+__all__ = ["COT_SYSTEM_PROMPT", "TIR_SYSTEM_PROMPT"]

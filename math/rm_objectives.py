@@ -58,7 +58,6 @@ def listwise_loss(rewards, labels, groups):
 
 def pair_accuracy(r_chosen, r_rejected) -> float:
     """Fraction of pairs ranked right; a tie counts one half."""
-    import torch
     d = r_chosen - r_rejected
     return float(((d > 0).float() + 0.5 * (d == 0).float()).mean()) if len(d) else float("nan")
 

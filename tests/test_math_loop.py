@@ -15,8 +15,9 @@ from domainspec.math.loop import MathLoopConfig, run_loop
 from test_math_fakes import ChatTemplate
 
 DEFAULT = Path(loop_mod.__file__).with_name("default_loop.yaml")
-MICRO = ["tiny.hidden_size=32", "tiny.num_hidden_layers=1", "tiny.intermediate_size=64", "tiny.vocab_size=300",
-         "tiny.tokenizer_docs=100", "problems.seed_problems=16", "problems.round_problems=6",
+MICRO = ["model.tiny.hidden_size=32", "model.tiny.num_hidden_layers=1", "model.tiny.intermediate_size=64",
+         "model.tiny.num_attention_heads=2", "model.tiny.num_key_value_heads=1",
+         "model.tiny.vocab_size=300", "problems.seed_problems=16", "problems.round_problems=6",
          "problems.heldout_problems=4", "initial_sft.seq_len=128", "initial_sft.train.max_steps=2",
          "initial_sft.train.global_batch_size=4", "initial_sft.train.micro_batch_size=4",
          "initial_sft.train.save_every=0", "sampling.n=4", "sampling.top_k=2", "reward_model.train.epochs=1",

@@ -199,3 +199,16 @@ def test_tiny_spec_builds_its_own_shape(tmp_path, monkeypatch):
     assert tiny_model_path(spec=spec) != tiny_model_path(spec=TinySpec(hidden_size=64, num_hidden_layers=1,
                                                                        intermediate_size=128, vocab_size=512))
     assert "<|im_start|>" in tok.get_vocab()
+    # the math corpus carries the Qwen2.5-Math chat scaffold: the system prompt is a few merged tokens
+    from domainspec.common.math_prompts import COT_SYSTEM_PROMPT
+    prompt_ids = tok(COT_SYSTEM_PROMPT, add_special_tokens=False)["input_ids"]
+    assert len(prompt_ids) <= 20, [tok.decode([i]) for i in prompt_ids]
+    assert len(tok("assistant", add_special_tokens=False)["input_ids"]) == 1
+
+
+def test_tiny_spec_heads_must_divide():
+    from domainspec.common.modeling import TinySpec
+    with pytest.raises(ValueError, match="hidden_size 32 is not a multiple of num_attention_heads 6"):
+        TinySpec(hidden_size=32, num_attention_heads=6)
+    with pytest.raises(ValueError, match="num_attention_heads 6 is not a multiple of num_key_value_heads 4"):
+        TinySpec(hidden_size=192, num_attention_heads=6, num_key_value_heads=4)
