@@ -8,6 +8,29 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
+
+
+def busy_cpus_elsewhere(samples: int = 5, interval_s: float = 0.01) -> float:
+    """CPUs other tasks keep busy now: the median runnable-task count of ``/proc/loadavg`` minus this reader.
+
+    The 1-minute load average also counts what this very process just did: a pipeline's training
+    stage that starts right after a 2-thread stage reads a load near 2 and would fall back to one
+    thread for the whole stage (seen here: the math loop's SFT on one thread after the coder
+    stages, on an otherwise idle 2-core machine). The instantaneous runnable count sees only what
+    runs now. Falls back to the load average where
+    ``/proc/loadavg`` does not exist (not Linux); raises OSError where neither is available.
+    """
+    try:
+        counts = []
+        for i in range(samples):
+            with open("/proc/loadavg") as f:
+                counts.append(int(f.read().split()[3].split("/")[0]) - 1)  # this reading thread runs too
+            if i + 1 < samples:
+                time.sleep(interval_s)
+        return float(sorted(counts)[len(counts) // 2])
+    except (OSError, IndexError, ValueError):
+        return os.getloadavg()[0]
 
 
 def cpu_threads(local_world_size: int = 1, current: int | None = None) -> int:
@@ -16,7 +39,7 @@ def cpu_threads(local_world_size: int = 1, current: int | None = None) -> int:
     ``OMP_NUM_THREADS`` when set. Otherwise the smallest of: ``current`` (torch's setting,
     so an explicit ``torch.set_num_threads`` is never raised), the CPUs this process may run
     on (``os.sched_getaffinity``) shared among the ranks of this machine (accelerate's rule),
-    and the idle CPUs by the 1-minute load average plus one for this process: an OpenMP
+    and the CPUs that other tasks leave idle (:func:`busy_cpus_elsewhere`) plus one: an OpenMP
     barrier waits for its slowest thread, so on an oversubscribed CPU every extra thread
     stalls the step (measured on a shared 2-core machine at load 5: 2 threads trained the
     4M-parameter tiny model 10x slower than 1). At least 1. Thread count does not change
@@ -31,8 +54,8 @@ def cpu_threads(local_world_size: int = 1, current: int | None = None) -> int:
         cpus = os.cpu_count() or 1
     threads = cpus // max(1, local_world_size)
     try:
-        threads = min(threads, int(cpus - os.getloadavg()[0]) + 1)
-    except OSError:  # no load average on this platform
+        threads = min(threads, int(cpus - busy_cpus_elsewhere()) + 1)
+    except OSError:  # no load information on this platform
         pass
     if current is not None:
         threads = min(threads, current)
@@ -77,8 +100,8 @@ def cpu_threads_for(model):
     before = torch.get_num_threads()
     n_params = sum(p.numel() for p in model.parameters())
     try:
-        idle = (os.cpu_count() or 1) - os.getloadavg()[0]
-    except OSError:  # no load average on this platform
+        idle = (os.cpu_count() or 1) - busy_cpus_elsewhere()
+    except OSError:  # no load information on this platform
         idle = float(before)
     threads = 1 if n_params < 20_000_000 else max(1, min(before, int(idle)))
     torch.set_num_threads(threads)

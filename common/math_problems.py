@@ -113,10 +113,8 @@ def _linear(r: random.Random, d: int):
     c = a * x + b
     bs = f"+ {b}" if b >= 0 else f"- {-b}"
     q = f"Solve for x: {a}x {bs} = {c}."
-    # every step writes its operands next to its result: a small model then looks the fact up
-    # locally instead of copying numbers from the question in the same step
-    move, op = (f"Subtract {b} from both sides", f"{c} - {b}") if b >= 0 else (f"Add {-b} to both sides", f"{c} + {-b}")
-    steps = [f"{move}: {a}x = {op} = {c - b}.", f"Divide both sides by {a}: x = {c - b} / {a} = {x}."]
+    move = f"Subtract {b} from both sides" if b >= 0 else f"Add {-b} to both sides"
+    steps = [f"{move}: {a}x = {c - b}.", f"Divide both sides by {a}: x = {x}."]
     return q, steps, str(x), f"solve(Eq({a}*x + ({b}), {c}), x)[0]"
 
 

@@ -23,7 +23,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -63,6 +63,10 @@ class MathLoopConfig(Config):
     reward_model: RewardModelConfig = Field(default_factory=RewardModelConfig, description="Per-round RM training.")
     round_sft: SFTSettings = Field(default_factory=SFTSettings, description="Per-round SFT on rejection-sampled data "
                                                                            "(continues from the previous policy).")
+    rm_data: Literal["round", "all_rounds"] = Field(
+        "all_rounds", description="Reward-model training groups: this round's graded samples only, or those of "
+                                  "every round so far (more questions; a question sampled in several rounds is one "
+                                  "group, so it is never on both sides of the held-out split).")
     eval: MathEvalConfig = Field(default_factory=MathEvalConfig, description="Per-round evaluation.")
     tir: TIRConfig = Field(default_factory=TIRConfig, description="Tool-integrated reasoning settings.")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="Sandbox running TIR code.")
@@ -79,6 +83,21 @@ def _write_json(path: Path, obj: Any) -> None:
 
 def _done(path: Path) -> bool:
     return (path / "config.json").is_file()
+
+
+def rm_groups(graded_sets: list[list[dict]]) -> list[dict]:
+    """Reward-model groups ``{"question", "responses", "labels"}`` from graded sample sets, one per question.
+
+    A question sampled in several sets (rounds draw from one problem pool) becomes one group holding
+    all its responses, so the RM's held-out split by question cannot see it on both sides.
+    """
+    by_q: dict[str, dict] = {}
+    for rows in graded_sets:
+        for r in rows:
+            g = by_q.setdefault(r["question"], {"question": r["question"], "responses": [], "labels": []})
+            g["responses"].extend(r["responses"])
+            g["labels"].extend(r["correct"])
+    return list(by_q.values())
 
 
 def base_model_path(cfg: MathLoopConfig) -> str:
@@ -170,7 +189,8 @@ def run_round(k: int, cfg: MathLoopConfig, out: Path, sets: dict, prev: dict, sa
         graded = grade_rows(rows, MathGrader(cfg.sampling.grader_mode), cfg.sampling.majority_min_share)
         write_jsonl(graded, samples_path.with_suffix(".tmp"))
         samples_path.with_suffix(".tmp").replace(samples_path)
-    groups = [{"question": r["question"], "responses": r["responses"], "labels": r["correct"]} for r in graded]
+    groups = rm_groups([graded] + [read_jsonl(out / f"round_{j}" / "samples.jsonl") for j in range(1, k)]
+                       if cfg.rm_data == "all_rounds" else [graded])
     rm_eval_path = rdir / "rm" / "rm_eval.json"
     rm_res: dict = {"path": None}
     if rm_eval_path.is_file():

@@ -18,10 +18,10 @@ DEFAULT = Path(loop_mod.__file__).with_name("default_loop.yaml")
 MICRO = ["model.tiny.hidden_size=32", "model.tiny.num_hidden_layers=1", "model.tiny.intermediate_size=64",
          "model.tiny.num_attention_heads=2", "model.tiny.num_key_value_heads=1",
          "model.tiny.vocab_size=300", "problems.seed_problems=16", "problems.round_problems=6",
-         "problems.heldout_problems=4", "initial_sft.seq_len=128", "initial_sft.train.max_steps=2",
+         "problems.heldout_problems=4", "initial_sft.seq_len=256", "initial_sft.train.max_steps=2",
          "initial_sft.train.global_batch_size=4", "initial_sft.train.micro_batch_size=4",
          "initial_sft.train.save_every=0", "sampling.n=4", "sampling.top_k=2", "reward_model.train.epochs=1",
-         "reward_model.max_length=96", "round_sft.seq_len=128", "round_sft.train.max_steps=2",
+         "reward_model.max_length=96", "round_sft.seq_len=256", "round_sft.train.max_steps=2",
          "round_sft.train.global_batch_size=4", "round_sft.train.micro_batch_size=4", "eval.k=3",
          "eval.modes=[cot,tir]", "sandbox.workers=1"]
 
@@ -65,7 +65,8 @@ def solver(monkeypatch, tmp_path):
 
 def test_default_config_loads():
     cfg = load_config(MathLoopConfig, DEFAULT)
-    assert cfg.rounds == 2 and cfg.model.name_or_path == "tiny" and cfg.reward_model.loss == "listwise"
+    assert cfg.rounds == 2 and cfg.model.name_or_path == "tiny" and cfg.reward_model.loss == "pairwise"
+    assert cfg.rm_data == "all_rounds" and cfg.problems.kinds == ["arithmetic"]
 
 
 def test_micro_loop_runs_and_resumes_round_by_round(solver, tmp_path, monkeypatch):
@@ -131,3 +132,13 @@ def test_bad_loop_config_names_the_yaml_path(tmp_path):
         load_config(MathLoopConfig, bad)
     assert "sampling.n" in str(e.value) and "loop.yaml:3" in str(e.value)
     assert "sampling.tempreature: unknown key" in str(e.value)
+
+
+def test_rm_groups_merge_a_question_across_rounds():
+    from domainspec.math.loop import rm_groups
+    r1 = [{"question": "q1", "responses": ["a", "b"], "correct": [True, False]},
+          {"question": "q2", "responses": ["c"], "correct": [True]}]
+    r2 = [{"question": "q1", "responses": ["d"], "correct": [False]}]
+    groups = rm_groups([r1, r2])
+    assert groups == [{"question": "q1", "responses": ["a", "b", "d"], "labels": [True, False, False]},
+                      {"question": "q2", "responses": ["c"], "labels": [True]}]

@@ -25,7 +25,7 @@ def test_default_loop_improves_over_initial_sft(tmp_path):
     table = {(x["round"], x["mode"]): x for x in summary["table"] if x["set"] == "heldout"}
     first, last = table[(0, "cot")], table[(cfg.rounds, "cot")]
     print((tmp_path / "loop" / "report.md").read_text())
-    # "clearly": at least 8 points (8 of the 100 held-out problems) above the initial SFT model
+    # "clearly": at least 8 points (16 of the 200 held-out problems) above the initial SFT model
     assert last["pass@1"] >= first["pass@1"] + 0.08, (first, last)
     for k in range(1, cfg.rounds + 1):
         rm = json.loads((tmp_path / "loop" / f"round_{k}" / "rm" / "rm_eval.json").read_text())

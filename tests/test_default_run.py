@@ -1,0 +1,55 @@
+"""The product's main job, for real (``pytest -m slow tests/test_default_run.py``).
+
+`domainspec run pipelines.yaml` with no other argument, in a fresh workdir: both pipelines end to
+end on the CPU within the 15-minute bound, a report whose numbers come from the stages' own
+artifacts; the second run skips every stage in seconds; one SFT stage's LR changed re-runs that
+stage and what follows it, nothing before.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow
+
+
+def _run(workdir: Path, *extra: str) -> tuple[float, str]:
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "domainspec.common.cli", "run", "pipelines.yaml",
+                           "--workdir", str(workdir), *extra], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "TQDM_DISABLE": "1"})
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    return time.perf_counter() - t0, proc.stdout + proc.stderr
+
+
+def test_default_run_end_to_end_skip_and_rerun(tmp_path):
+    wd = tmp_path / "runs"
+    first, _ = _run(wd)
+    print(f"default run: {first:.0f} s")
+    assert first <= 15 * 60, f"the default run took {first:.0f} s (bound: 900 s)"
+    report = json.loads((wd / "report.json").read_text())
+    md = (wd / "report.md").read_text()
+    assert set(report["pipelines"]) == {"coder", "math"}
+    # the report's figures are the stages' own: HumanEval pass@1 from the eval stage's summary,
+    # the held-out accuracy per round from the math loop's summary
+    he = json.loads((wd / "coder" / "humaneval" / "summary.json").read_text())
+    assert he["benchmark"] == "humaneval" and he["num_tasks"] == 164
+    loop = json.loads((wd / "math" / "loop" / "summary.json").read_text())
+    assert [r["round"] for r in loop["rounds"]] == [0, 1, 2]
+    assert "HumanEval" in md or "humaneval" in md
+    assert any(p.suffix == ".png" for p in (wd / "report_plots").iterdir())
+
+    second, log = _run(wd)
+    print(f"second run: {second:.0f} s")
+    assert second <= 60, f"the second run took {second:.0f} s; every stage should be skipped"
+    markers = {str(p.parent.relative_to(wd)): p.stat().st_mtime for p in wd.glob("*/*/.done.json")}
+
+    _run(wd, "--set", "coder.sft.stages.1.train.lr=5e-4")
+    after = {str(p.parent.relative_to(wd)): p.stat().st_mtime for p in wd.glob("*/*/.done.json")}
+    rerun = {name for name in markers if after[name] != markers[name]}
+    assert rerun == {"coder/sft", "coder/humaneval", "coder/mbpp"} & set(markers), rerun
