@@ -67,11 +67,24 @@ class Plan:
     pipelines: dict[str, list[PlannedStage]]  # each list in execution order
 
 
-def _deep_merge(base: Any, over: Any) -> Any:
+def _deep_merge(base: Any, over: Any, path: str = "") -> Any:
+    """``over`` merged into ``base``: mappings key by key; a mapping of indexes over a list item by item.
+
+    The second form is what ``--set coder.sft.stages.1.train.lr=5e-4`` becomes when the list lives
+    in a template or a ``config_from`` recipe rather than in the stage itself.
+    """
     if isinstance(base, dict) and isinstance(over, dict):
         out = dict(base)
         for k, v in over.items():
-            out[k] = _deep_merge(base[k], v) if k in base else copy.deepcopy(v)
+            out[k] = _deep_merge(base[k], v, f"{path}.{k}".lstrip(".")) if k in base else copy.deepcopy(v)
+        return out
+    if isinstance(base, list) and isinstance(over, dict) and over and all(
+            isinstance(k, int) or (isinstance(k, str) and k.isdigit()) for k in over):
+        out = list(base)
+        for k, v in over.items():
+            if int(k) >= len(base):
+                raise ConfigError(f"{path}.{k}: no item {k} in a list of {len(base)} (indexes start at 0)")
+            out[int(k)] = _deep_merge(base[int(k)], v, f"{path}.{k}")
         return out
     return copy.deepcopy(over)
 
@@ -211,7 +224,7 @@ def _config_from(sdef: dict, sl: LineIndex, dotted: str, base_dir: Path) -> tupl
     else:
         merged_lines = _MixedLines({}, merged_lines, sl)
     out = dict(sdef)
-    out["config"] = _deep_merge(base, sdef.get("config") or {})
+    out["config"] = _deep_merge(base, sdef.get("config") or {}, f"{dotted}.config")
     return out, merged_lines
 
 
@@ -269,7 +282,7 @@ def _plan_pipeline(pname: str, pdef: Any, templates: dict, lines: LineIndex, wd:
             tl = lines.sub(("templates", tname))
             tl.lines.update(sl.lines)  # the stage's own keys win, inherited keys point into the template
             sl = tl
-            sdef = _deep_merge({k: v for k, v in templates[tname].items()}, {k: v for k, v in sdef.items() if k != "extends"})
+            sdef = _deep_merge({k: v for k, v in templates[tname].items()}, {k: v for k, v in sdef.items() if k != "extends"}, dotted)
         try:
             sdef, sl = _config_from(sdef, sl, dotted, base_dir)
         except ConfigError as e:

@@ -37,11 +37,13 @@ def test_default_run_end_to_end_skip_and_rerun(tmp_path):
     assert set(report["pipelines"]) == {"coder", "math"}
     # the report's figures are the stages' own: HumanEval pass@1 from the eval stage's summary,
     # the held-out accuracy per round from the math loop's summary
-    he = json.loads((wd / "coder" / "humaneval" / "summary.json").read_text())
+    he = json.loads((wd / "coder" / "humaneval" / "score" / "summary.json").read_text())
     assert he["benchmark"] == "humaneval" and he["num_tasks"] == 164
+    assert report["pipelines"]["coder"]["humaneval"]["metrics"]["pass@1"] == he["metrics"]["pass@1"]
     loop = json.loads((wd / "math" / "loop" / "summary.json").read_text())
     assert [r["round"] for r in loop["rounds"]] == [0, 1, 2]
-    assert "HumanEval" in md or "humaneval" in md
+    assert report["pipelines"]["math"]["loop"]["metrics"]["table"] == loop["table"]
+    assert "coder/humaneval" in md and "math/loop" in md
     assert any(p.suffix == ".png" for p in (wd / "report_plots").iterdir())
 
     second, log = _run(wd)

@@ -231,3 +231,15 @@ pipelines:
                                                "a: {type: echo, config_from: missing.yaml}"), "p3.yaml")
     with pytest.raises(ConfigError, match="config_from: file not found"):
         load_plan(f3)
+
+
+def test_set_indexes_a_list_that_lives_in_a_config_from_recipe():
+    """The README's example: --set coder.sft.stages.1.train.lr=5e-4, where `stages` comes from coder/default_sft.yaml."""
+    root = Path(__file__).resolve().parents[1]
+    base = {s.name: s for s in load_plan(root / "pipelines.yaml").pipelines["coder"]}["sft"].config
+    plan = load_plan(root / "pipelines.yaml", overrides=["coder.sft.stages.1.train.lr=5e-4"])
+    sft = {s.name: s for s in plan.pipelines["coder"]}["sft"].config
+    assert sft.stages[1].train.lr == 5e-4 and base.stages[1].train.lr != 5e-4
+    assert sft.stages[0] == base.stages[0] and len(sft.stages) == len(base.stages)
+    with pytest.raises(ConfigError, match=r"pipelines.coder.stages.sft.config.stages.7: no item 7 in a list of 2"):
+        load_plan(root / "pipelines.yaml", overrides=["coder.sft.stages.7.train.lr=5e-4"])
