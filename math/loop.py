@@ -8,10 +8,10 @@ problem by RM score (``rejection_sampling``) and fine-tunes the policy on them. 
 evaluated on a held-out synthetic set (and GSM8K/MATH when their data is given): greedy pass@1,
 maj@k and rm@k, in CoT and/or TIR mode (``evaluation``).
 
-Layout under ``out_dir``: ``resolved_config.yaml``, ``data/`` (seed, held-out and per-round problems), ``round_<k>/`` with
-``samples.jsonl`` (graded), ``rm/`` (the RM folder in ``rm/final`` + ``rm_eval.json``), ``rs/``
-(the SFT set + per-problem stats), ``sft/`` (checkpoints, ``final`` = the round's policy),
-``eval/`` and ``round.json`` (written last: the round is done). A rerun skips finished rounds
+Layout under ``out_dir``: ``resolved_config.yaml``, ``data/`` (seed, held-out and per-round
+problems), ``round_<k>/`` with ``samples.jsonl`` (graded), ``rm/`` (the RM folder in ``rm/final``
++ ``rm_eval.json``), ``rs/`` (the SFT set + per-problem stats), ``sft/`` (checkpoints, ``final`` =
+the round's policy), ``eval/`` and ``round.json`` (written last: the round is done). A rerun skips finished rounds
 and resumes inside an unfinished one from its finished steps (and the trainer's checkpoints).
 ``summary.json`` and ``report.md`` hold the per-round table.
 
