@@ -54,6 +54,51 @@ def plot_training_curves(metrics_path: Path, out_png: Path, title: str = "") -> 
     return out_png
 
 
+ROUND_CURVES = ("pass@1", "maj@k", "rm@k", "rm_pairwise_accuracy")
+
+
+def plot_rounds(rows: list[dict], out_png: Path, title: str = "") -> Path | None:
+    """Accuracy per round (pass@1, maj@k, rm@k, RM pairwise accuracy) from a table with a ``round``
+    column, one line per (set, mode) and figure; None when the table has no round or no such figure."""
+    rows = [r for r in rows if isinstance(r.get("round"), int)]
+    curves = [c for c in ROUND_CURVES if any(isinstance(r.get(c), (int, float)) for r in rows)]
+    if not rows or not curves:
+        return None
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.4))
+    groups = sorted({(str(r.get("set", "")), str(r.get("mode", ""))) for r in rows})
+    for g in groups:
+        sel = sorted((r for r in rows if (str(r.get("set", "")), str(r.get("mode", ""))) == g), key=lambda r: r["round"])
+        for c in curves:
+            pts = [(r["round"], r[c]) for r in sel if isinstance(r.get(c), (int, float))]
+            if pts:
+                label = " ".join(x for x in (*g, c) if x)
+                ax.plot([x for x, _ in pts], [y for _, y in pts], marker="o", lw=1.2, label=label)
+    ax.set_xlabel("round"), ax.set_ylabel("accuracy"), ax.set_ylim(0, 1)
+    ax.set_xticks(sorted({r["round"] for r in rows}))
+    ax.legend(fontsize=7)
+    ax.set_title(title or "accuracy per round", fontsize=10)
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=90)
+    plt.close(fig)
+    return out_png
+
+
+def _round_tables(metrics: dict, prefix: str = "") -> list[tuple[str, list[dict]]]:
+    """(name, rows) of every list-of-dicts in a stage's metrics whose rows carry a ``round``."""
+    out = []
+    for k, v in metrics.items():
+        if isinstance(v, dict):
+            out += _round_tables(v, f"{prefix}{k}.")
+        elif isinstance(v, list) and v and all(isinstance(r, dict) and "round" in r for r in v):
+            out.append((f"{prefix}{k}", v))
+    return out
+
+
 def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}"
@@ -112,6 +157,11 @@ def write_report(plan) -> Path:
                 continue
             figures, tables = _render_metrics(marker.get("metrics", {}))
             plots = []
+            for tname, rows in _round_tables(marker.get("metrics", {})):
+                png = plot_rounds(rows, plots_dir / f"{pname}_{s.name}_{tname}_rounds.png",
+                                  title=f"{pname}/{s.name}: accuracy per round")
+                if png:
+                    plots.append(png)
             if s.out_dir.exists():
                 for mp in sorted(s.out_dir.rglob("metrics.jsonl")):
                     rel = mp.parent.relative_to(s.out_dir)

@@ -243,3 +243,14 @@ def test_set_indexes_a_list_that_lives_in_a_config_from_recipe():
     assert sft.stages[0] == base.stages[0] and len(sft.stages) == len(base.stages)
     with pytest.raises(ConfigError, match=r"pipelines.coder.stages.sft.config.stages.7: no item 7 in a list of 2"):
         load_plan(root / "pipelines.yaml", overrides=["coder.sft.stages.7.train.lr=5e-4"])
+
+
+def test_report_plots_accuracy_per_round(tmp_path):
+    from domainspec.common.report import _round_tables, plot_rounds
+    table = [{"round": 0, "set": "heldout", "mode": "cot", "pass@1": 0.3, "rm@k": None},
+             {"round": 1, "set": "heldout", "mode": "cot", "pass@1": 0.42, "rm@k": 0.38, "rm_pairwise_accuracy": 0.65}]
+    assert _round_tables({"policy": "x", "table": table, "other": [{"a": 1}]}) == [("table", table)]
+    png = plot_rounds(table, tmp_path / "rounds.png")
+    assert png == tmp_path / "rounds.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert plot_rounds([{"round": 0, "acc": 0.5}], tmp_path / "none.png") is None
+    assert not (tmp_path / "none.png").exists()
