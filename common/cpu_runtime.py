@@ -18,8 +18,8 @@ def busy_cpus_elsewhere(samples: int = 5, interval_s: float = 0.01) -> float:
     stage that starts right after a 2-thread stage reads a load near 2 and would fall back to one
     thread for the whole stage (seen here: the math loop's SFT on one thread after the coder
     stages, on an otherwise idle 2-core machine). The instantaneous runnable count sees only what
-    runs now. Falls back to the load average where
-    ``/proc/loadavg`` does not exist (not Linux); raises OSError where neither is available.
+    runs now. Falls back to the load average where ``/proc/loadavg`` does not exist (not Linux);
+    raises OSError where neither is available.
     """
     try:
         counts = []
