@@ -73,18 +73,21 @@ def _deep_merge(base: Any, over: Any, path: str = "") -> Any:
     The second form is what ``--set coder.sft.stages.1.train.lr=5e-4`` becomes when the list lives
     in a template or a ``config_from`` recipe rather than in the stage itself.
     """
+    def at(k: Any) -> str:
+        return f"{path}.{k}" if path else str(k)
+
     if isinstance(base, dict) and isinstance(over, dict):
         out = dict(base)
         for k, v in over.items():
-            out[k] = _deep_merge(base[k], v, f"{path}.{k}".lstrip(".")) if k in base else copy.deepcopy(v)
+            out[k] = _deep_merge(base[k], v, at(k)) if k in base else copy.deepcopy(v)
         return out
     if isinstance(base, list) and isinstance(over, dict) and over and all(
             isinstance(k, int) or (isinstance(k, str) and k.isdigit()) for k in over):
         out = list(base)
         for k, v in over.items():
             if int(k) >= len(base):
-                raise ConfigError(f"{path}.{k}: no item {k} in a list of {len(base)} (indexes start at 0)")
-            out[int(k)] = _deep_merge(base[int(k)], v, f"{path}.{k}")
+                raise ConfigError(f"{at(k)}: no item {k} in a list of {len(base)} (indexes start at 0)")
+            out[int(k)] = _deep_merge(base[int(k)], v, at(k))
         return out
     return copy.deepcopy(over)
 

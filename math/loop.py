@@ -11,8 +11,9 @@ maj@k and rm@k, in CoT and/or TIR mode (``evaluation``).
 Layout under ``out_dir``: ``resolved_config.yaml``, ``data/`` (seed, held-out and per-round
 problems), ``round_<k>/`` with ``samples.jsonl`` (graded), ``rm/`` (the RM folder in ``rm/final``
 + ``rm_eval.json``), ``rs/`` (the SFT set + per-problem stats), ``sft/`` (checkpoints, ``final`` =
-the round's policy), ``eval/`` and ``round.json`` (written last: the round is done). A rerun skips finished rounds
-and resumes inside an unfinished one from its finished steps (and the trainer's checkpoints).
+the round's policy), ``eval/`` and ``round.json`` (written last: the round is done). A rerun skips
+finished rounds and resumes inside an unfinished one from its finished steps (and the trainer's
+checkpoints).
 ``summary.json`` and ``report.md`` hold the per-round table.
 
 Source: Qwen2.5-Math technical report (Yang et al. 2024), sec. 3 (post-training).
@@ -79,10 +80,6 @@ def _write_json(path: Path, obj: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(obj, indent=2, default=str))
     tmp.replace(path)  # atomic: a marker is either complete or absent
-
-
-def _done(path: Path) -> bool:
-    return (path / "config.json").is_file()
 
 
 def rm_groups(graded_sets: list[list[dict]]) -> list[dict]:
