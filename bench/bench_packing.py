@@ -21,10 +21,10 @@ def lognormal_lengths(n: int, seq_len: int, seed: int = 0) -> list[int]:
 
 
 def rendered_lengths(n: int) -> list[int]:
-    from domainspec.common.chat_data import render_sft_example
-    from domainspec.common.corpora import stdlib_code_documents
-    from domainspec.common.math_problems import generate_problems, math_corpus_documents
-    from domainspec.common.tiny_model import train_tokenizer
+    from domainspec.common.data.chat_data import render_sft_example
+    from domainspec.common.data.builtin.corpora import stdlib_code_documents
+    from domainspec.common.data.builtin.math_problems import generate_problems, math_corpus_documents
+    from domainspec.common.models.tiny import train_tokenizer
 
     code = stdlib_code_documents(40)
     tok = train_tokenizer(list(math_corpus_documents(300)) + code, vocab_size=1024)
@@ -43,7 +43,7 @@ def rendered_lengths(n: int) -> list[int]:
 
 
 def report(name: str, lengths: list[int], seq_len: int, batch_size: int) -> float:
-    from domainspec.common.packing import pack_documents, packing_stats, padded_efficiency
+    from domainspec.common.data.packing import pack_documents, packing_stats, padded_efficiency
 
     t = time.perf_counter()
     ex = pack_documents([[1] * n for n in lengths], seq_len, labels=[[1] * n for n in lengths], pad_last=True)

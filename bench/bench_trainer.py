@@ -17,7 +17,7 @@ both see the same machine load over the run. Blocks before ``--warmup-blocks`` a
 out. Reported: the median tokens/s of each engine over its blocks, their ratio (ours / HF,
 target >= 1.0), and the median of the per-round paired ratios (robust to load drift).
 Both workers use the same intra-op thread count (``--threads``, default: the trainer's
-CPU thread policy, :func:`domainspec.common.cpu_runtime.cpu_threads`). Not a test.
+CPU thread policy, :func:`domainspec.common.train.cpu_runtime.cpu_threads`). Not a test.
 """
 from __future__ import annotations
 
@@ -61,9 +61,9 @@ class _Pause:
 
 
 def _rows(seq_len: int, n: int):
-    from domainspec.common.cpt_data import build_cpt_examples
-    from domainspec.common.modeling import ModelConfig, load_model_and_tokenizer
-    from domainspec.common.sources import DataSourceConfig
+    from domainspec.common.recipes.cpt_data import build_cpt_examples
+    from domainspec.common.models.loading import ModelConfig, load_model_and_tokenizer
+    from domainspec.common.data.sources import DataSourceConfig
     model, tok = load_model_and_tokenizer(ModelConfig(), for_training=True)
     rows, _ = build_cpt_examples([DataSourceConfig(path="builtin:math_corpus", limit=4 * n)], tok, seq_len=seq_len)
     return model, tok, rows[:n]
@@ -83,9 +83,9 @@ def _optimizer_desc(opt) -> str:
 
 
 def run_ours(args, out: Path, pause: _Pause) -> None:
-    from domainspec.common.objectives import CausalLMObjective
-    from domainspec.common.packing import PackedCollator
-    from domainspec.common.trainer import TrainConfig, train
+    from domainspec.common.train.objectives import CausalLMObjective
+    from domainspec.common.data.packing import PackedCollator
+    from domainspec.common.train.loop import TrainConfig, train
     model, tok, rows = _rows(args.seq_len, args.rows)
     attn = model.config._attn_implementation
     inner = CausalLMObjective(attn, collator=PackedCollator(attn, pad_id=tok.pad_token_id))
@@ -125,7 +125,7 @@ def run_hf(args, out: Path, pause: _Pause) -> None:
     import torch
     from transformers import Trainer, TrainerCallback, TrainingArguments
 
-    from domainspec.common.packing import PackedCollator
+    from domainspec.common.data.packing import PackedCollator
     model, tok, rows = _rows(args.seq_len, args.rows)
     attn = model.config._attn_implementation
     collate = PackedCollator(attn, pad_id=tok.pad_token_id)
@@ -143,7 +143,7 @@ def run_hf(args, out: Path, pause: _Pause) -> None:
                 pause(state.global_step)
 
     if args.hf_retain_memory:  # the allocator setting our trainer applies on CPU, for an equal footing
-        from domainspec.common.cpu_runtime import retain_freed_memory
+        from domainspec.common.train.cpu_runtime import retain_freed_memory
         retain_freed_memory()
     bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     targs = TrainingArguments(
@@ -157,7 +157,7 @@ def run_hf(args, out: Path, pause: _Pause) -> None:
 
 
 def _default_threads() -> int:
-    from domainspec.common.cpu_runtime import cpu_threads
+    from domainspec.common.train.cpu_runtime import cpu_threads
     return cpu_threads()
 
 

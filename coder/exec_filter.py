@@ -3,20 +3,20 @@
 A row is ``{"messages": [...], "test": str, "test_setup": str (optional), "meta": {...}}``.
 The program run for it is ``test_setup + <code of the last assistant turn> + test``
 (the code is the response's fenced block, or the whole response when it has none).
-All programs run in the ONE sandbox (``domainspec.common.sandbox.Sandbox.run_many``),
+All programs run in the ONE sandbox (``domainspec.common.sandbox.pool.Sandbox.run_many``),
 in parallel; a row is kept when its program PASSED. Each dropped row gets a reason:
 
 * ``failed`` / ``timeout`` / ``error``: the sandbox status of its program;
 * ``no_tests``: the row carries no ``test`` (kept instead when ``keep_untested``);
 * ``no_code``: the last assistant turn holds no code;
-* ``contaminated``: it shares an n-gram with HumanEval / MBPP (domainspec.common.decontam).
+* ``contaminated``: it shares an n-gram with HumanEval / MBPP (domainspec.common.data.decontam).
 
 Usage::
 
     kept, report = execution_filter(rows, ExecFilterConfig())
     print(report.summary())        # kept 58 of 65; dropped: failed 6, timeout 1
 
-Not here: the sandbox itself (common/sandbox.py) and the n-gram matching (common/decontam.py).
+Not here: the sandbox itself (common/sandbox/pool.py) and the n-gram matching (common/data/decontam.py).
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from typing import Sequence
 from pydantic import Field
 
 from domainspec.common.config import Config
-from domainspec.common.decontam import DecontamConfig
+from domainspec.common.data.decontam import DecontamConfig
 from domainspec.coder.prompts import extract_code
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def execution_filter(rows: Sequence[dict], cfg: ExecFilterConfig | None = None, 
         todo.append((i, test_program(row, code)))
 
     if todo:
-        from domainspec.common.sandbox import Sandbox, SandboxConfig, Status
+        from domainspec.common.sandbox.pool import Sandbox, SandboxConfig, Status
 
         own = sandbox is None
         box = Sandbox(SandboxConfig(timeout_s=cfg.timeout_s, workers=cfg.workers)) if own else sandbox
@@ -136,7 +136,7 @@ def _contaminated(rows: list[dict], cfg: ExecFilterConfig, index: list[int]) -> 
     """Indices (into the caller's list, via ``index``) of rows that overlap the benchmarks."""
     if not rows:
         return []
-    from domainspec.common.decontam import BenchmarkIndex
+    from domainspec.common.data.decontam import BenchmarkIndex
 
     bench = BenchmarkIndex.build(cfg.decontam)
     return [index[j] for j, row in enumerate(rows) if bench.find(_row_text(row)) is not None]

@@ -1,7 +1,7 @@
 """Score a Coder checkpoint: the held-out toy task set and (optionally) a HumanEval subset.
 
 Both go through the product's own evaluation path: the Coder's chat request for a
-function body (coder/prompts.py, the format its SFT data trains), the generation backend (domainspec.common.generation),
+function body (coder/prompts.py, the format its SFT data trains), the generation backend (domainspec.common.models.generation),
 a samples JSONL, then ``domainspec.eval.scoring.score`` with benchmark ``humaneval``
 (the toy set is written as a HumanEval-format JSONL and passed as ``data_path``,
 exactly as ``domainspec eval score --benchmark humaneval --data toy_heldout.jsonl``
@@ -56,10 +56,10 @@ def toy_heldout_file(settings: EvalSettings, out_dir: str | Path) -> Path:
 
 def _score_set(backend, name: str, data_path: str | None, limit: int | None, settings: EvalSettings,
                out_dir: Path) -> dict:
-    from domainspec.common.generation import GenerationParams
-    from domainspec.common.sandbox import SandboxConfig
+    from domainspec.common.models.generation import GenerationParams
+    from domainspec.common.sandbox.pool import SandboxConfig
     from domainspec.coder.prompts import completion_messages
-    from domainspec.eval.humaneval import HUMANEVAL
+    from domainspec.eval.benchmarks.humaneval import HUMANEVAL
     from domainspec.eval.scoring import score
 
     tasks = HUMANEVAL.load(data_path, limit=limit)
@@ -94,7 +94,7 @@ def evaluate_checkpoint(model_cfg, settings: EvalSettings, out_dir: str | Path, 
 
     ``model``/``tokenizer``: an already loaded model to use instead of ``model_cfg``.
     """
-    from domainspec.common.generation import make_backend
+    from domainspec.common.models.generation import make_backend
 
     out = Path(out_dir)
     result: dict = {"toy": None, "humaneval": None}

@@ -2,8 +2,8 @@
 
 Each stage: build its data mix (coder/sft_data.py; execution-filtered where a source asks),
 render conversations with the chat template (loss only on assistant tokens incl.
-``<|im_end|>``, domainspec.common.chat_data), pack with per-sample isolation, train with
-``domainspec.common.trainer.train`` + ``CausalLMObjective`` from the previous stage's
+``<|im_end|>``, domainspec.common.data.chat_data), pack with per-sample isolation, train with
+``domainspec.common.train.loop.train`` + ``CausalLMObjective`` from the previous stage's
 weights, then score the held-out toy set (and optionally HumanEval) with
 coder/heldout_eval.py. The starting model is scored too, so every stage's gain is visible.
 
@@ -34,9 +34,9 @@ from typing import Any
 from pydantic import Field, field_validator, model_validator
 
 from domainspec.common.config import (Config, ConfigError, LineIndex, apply_overrides, build_config, load_yaml)
-from domainspec.common.modeling import ModelConfig
-from domainspec.common.stages import StageType
-from domainspec.common.trainer import TrainConfig
+from domainspec.common.models.loading import ModelConfig
+from domainspec.common.pipeline.stages import StageType
+from domainspec.common.train.loop import TrainConfig
 from domainspec.coder.exec_filter import ExecFilterConfig
 from domainspec.coder.heldout_eval import EvalSettings
 from domainspec.coder.sft_data import SFTSourceConfig
@@ -130,8 +130,8 @@ def _hash(obj: Any) -> str:
 
 def _train_stage(stage: SFTStageConfig, cfg: CoderSFTConfig, model_cfg: ModelConfig, sdir: Path
                  ) -> tuple[Path, int | None]:
-    from domainspec.common.chat_data import row_to_messages
-    from domainspec.common.sft import sft_train
+    from domainspec.common.data.chat_data import row_to_messages
+    from domainspec.common.recipes.sft import sft_train
     from domainspec.coder.sft_data import build_stage_rows
 
     rows, sources = build_stage_rows(stage.data, stage.num_samples, stage.seed, cfg.exec_filter, report_dir=sdir)

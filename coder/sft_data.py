@@ -1,6 +1,6 @@
 """SFT data of one Coder stage: sources -> rows -> (optional) execution filter -> weighted mix.
 
-A source is a local file or hub dataset in any format ``domainspec.common.chat_data``
+A source is a local file or hub dataset in any format ``domainspec.common.data.chat_data``
 accepts (messages / instruction+input+output / prompt+completion), or a builtin
 that exists on every machine:
 
@@ -8,7 +8,7 @@ that exists on every machine:
   training side of the split), each with its assert tests;
 * ``builtin:stdlib_doctest``: standard-library functions with their doctests (coder/stdlib_data.py);
 * ``builtin:stdlib_functions``: all documented standard-library functions (doctests when present);
-* ``builtin:math``: generated step-by-step math problems (domainspec.common.math_problems),
+* ``builtin:math``: generated step-by-step math problems (domainspec.common.data.builtin.math_problems),
   to keep math skills while specializing (Qwen2.5-Coder mixes math and general data into SFT).
 
 Rows are ``{"messages", "test"?, "test_setup"?, "meta"}``; only builtins carry tests.
@@ -64,7 +64,7 @@ def toy_rows(tasks) -> list[dict]:
 
 
 def _math_rows(n: int, seed: int) -> list[dict]:
-    from domainspec.common.math_problems import generate_problems
+    from domainspec.common.data.builtin.math_problems import generate_problems
 
     return [{"messages": [{"role": "user", "content": p.question}, {"role": "assistant", "content": p.solution}],
              "meta": {"source": "math", "kind": p.kind}} for p in generate_problems(n, seed=seed)]
@@ -83,8 +83,8 @@ def load_source_rows(src: SFTSourceConfig) -> list[dict]:
 
             return stdlib_doctest_rows(limit=src.size, doctest_only=name == "stdlib_doctest")
         return _math_rows(src.size or 500, src.seed)
-    from domainspec.common.chat_data import load_sft_conversations
-    from domainspec.common.sources import DataSourceConfig
+    from domainspec.common.data.chat_data import load_sft_conversations
+    from domainspec.common.data.sources import DataSourceConfig
 
     dsrc = DataSourceConfig(path=src.path, split=src.split, config_name=src.config_name, limit=src.size)
     return [{"messages": m, "meta": {"source": src.path}} for m in load_sft_conversations(dsrc)]
@@ -134,7 +134,7 @@ def build_stage_rows(sources: Sequence[SFTSourceConfig], num_samples: int | None
             entry["exec_filter"] = frep.to_dict()
             log.info("source %s: execution filter %s", src.path, frep.summary())
         if not rows:
-            from domainspec.common.sources import DataError
+            from domainspec.common.data.sources import DataError
 
             raise DataError(f"data[{i}] {src.path}: no rows left" + (" after the execution filter"
                                                                      if src.exec_filter else ""))

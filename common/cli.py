@@ -15,8 +15,8 @@ import sys
 
 # group name -> module exposing register(subparsers)
 COMMAND_MODULES = {
-    "run": "domainspec.common.runner_cli",
-    "cpt": "domainspec.common.cpt_cli",
+    "run": "domainspec.common.pipeline.cli",
+    "cpt": "domainspec.common.recipes.cpt_cli",
     "eval": "domainspec.eval.cli",
     "coder": "domainspec.coder.cli",
     "math": "domainspec.math.cli",

@@ -26,7 +26,7 @@ def _ks(text: str) -> tuple[int, ...]:
 
 
 def register(subparsers) -> None:
-    from domainspec.eval.registry import benchmark_names  # light: benchmark modules import nothing heavy
+    from domainspec.eval.benchmarks.registry import benchmark_names  # light: benchmark modules import nothing heavy
 
     names = benchmark_names()
     p = subparsers.add_parser("eval", help="score samples on a benchmark, or generate samples with a model")
@@ -68,12 +68,12 @@ def register(subparsers) -> None:
 
 def _score(args: argparse.Namespace) -> int:
     from domainspec.eval.datafiles import EvalDataError
-    from domainspec.eval.registry import get_benchmark
+    from domainspec.eval.benchmarks.registry import get_benchmark
     from domainspec.eval.scoring import score
 
     sandbox_config = None
     if get_benchmark(args.benchmark).kind == "code":
-        from domainspec.common.sandbox import SandboxConfig
+        from domainspec.common.sandbox.pool import SandboxConfig
 
         overrides = {k: v for k, v in (("timeout_s", args.timeout), ("workers", args.workers)) if v is not None}
         sandbox_config = SandboxConfig(**overrides)

@@ -90,9 +90,9 @@ def _missing_runs(indices: set[int], n: int) -> list[tuple[int, int]]:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from domainspec.common.generation import GenerationParams, make_backend
-    from domainspec.common.modeling import ModelConfig, load_model_and_tokenizer
-    from domainspec.eval.registry import get_benchmark
+    from domainspec.common.models.generation import GenerationParams, make_backend
+    from domainspec.common.models.loading import ModelConfig, load_model_and_tokenizer
+    from domainspec.eval.benchmarks.registry import get_benchmark
 
     bench = get_benchmark(args.benchmark)
     tasks = bench.load(getattr(args, "data", None), limit=getattr(args, "limit", None),

@@ -7,8 +7,8 @@ Usage::
 
 The chain is pure stages with thin ends: read samples -> build programs
 (benchmark.program) or gold answers (benchmark.gold) -> run them with ONE
-:class:`~domainspec.common.sandbox.Sandbox` (``run_many``) or grade them with ONE
-:class:`~domainspec.eval.math_grader.MathGrader` -> aggregate (pass@k, maj@k,
+:class:`~domainspec.common.sandbox.pool.Sandbox` (``run_many``) or grade them with ONE
+:class:`~domainspec.eval.grader.math_grader.MathGrader` -> aggregate (pass@k, maj@k,
 rm@k) -> write ``results.jsonl``, ``summary.json`` and ``report.md``
 (DESIGN.md fixes their fields). A sample's ``sample_index`` is its 0-based
 position among the rows with the same task_id. Tasks without samples are left
@@ -26,7 +26,7 @@ from typing import Any, Sequence
 
 from domainspec.eval.datafiles import EvalDataError, read_jsonl
 from domainspec.eval.passk import majority_correct, mean_pass_at_k, reward_best_correct
-from domainspec.eval.tasks import Task
+from domainspec.eval.benchmarks.base import Task
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ def _stderr_detail(stderr: str) -> str:
 
 
 def _execute(bench, tasks_by_id, samples, sandbox, sandbox_config, progress) -> tuple[list[dict], dict]:
-    from domainspec.common.sandbox import Sandbox
+    from domainspec.common.sandbox.pool import Sandbox
 
     programs = [bench.program(tasks_by_id[str(s["task_id"])], s["completion"]) for s in samples]
     own = sandbox is None
@@ -109,7 +109,7 @@ def _execute(bench, tasks_by_id, samples, sandbox, sandbox_config, progress) -> 
 
 
 def _grade(bench, tasks_by_id, samples, grader, grader_mode, progress) -> tuple[list[dict], dict, Any]:
-    from domainspec.eval.math_grader import MathGrader
+    from domainspec.eval.grader.math_grader import MathGrader
 
     grader = grader or MathGrader(mode=grader_mode)
     golds = {tid: bench.gold(t) for tid, t in tasks_by_id.items()}
@@ -182,7 +182,7 @@ def score_samples(benchmark, tasks: Sequence[Task], samples: Sequence[dict], ks:
     otherwise one is made from ``sandbox_config``/``grader_mode`` and closed after.
     A sample whose task_id is not among ``tasks`` raises :class:`EvalDataError`.
     """
-    from domainspec.eval.registry import get_benchmark
+    from domainspec.eval.benchmarks.registry import get_benchmark
 
     bench = get_benchmark(benchmark) if isinstance(benchmark, str) else benchmark
     start = time.perf_counter()
@@ -236,7 +236,7 @@ def score(benchmark_name: str, samples_path: str | Path, out_dir: str | Path, da
     ignored; sample ids unknown to the whole data set still raise).
     """
     from domainspec.common.config import file_sha256
-    from domainspec.eval.registry import get_benchmark
+    from domainspec.eval.benchmarks.registry import get_benchmark
     from domainspec.eval.score_report import write_outputs
 
     bench = get_benchmark(benchmark_name)

@@ -72,8 +72,8 @@ def register(subparsers) -> None:
 
 
 def cmd_infer(args) -> int:
-    from domainspec.common.generation import GenerationParams, make_backend
-    from domainspec.common.modeling import ModelConfig
+    from domainspec.common.models.generation import GenerationParams, make_backend
+    from domainspec.common.models.loading import ModelConfig
     from domainspec.math.rejection_sampling import read_problems
     from domainspec.math.tir import TIRConfig, infer
     problems = read_problems(args.problems, args.limit)
@@ -82,7 +82,7 @@ def cmd_infer(args) -> int:
                               n=args.n, batch_size=args.batch_size)
     sandbox = None
     if args.mode == "tir":
-        from domainspec.common.sandbox import Sandbox, SandboxConfig
+        from domainspec.common.sandbox.pool import Sandbox, SandboxConfig
         sandbox = Sandbox(SandboxConfig(timeout_s=args.tool_timeout))
     try:
         outs = infer(backend, [p["question"] for p in problems], args.mode, params, sandbox,
@@ -93,7 +93,7 @@ def cmd_infer(args) -> int:
     graded = [p for p in problems if p["answer"] is not None]
     grades = {}
     if graded:
-        from domainspec.eval.math_grader import MathGrader
+        from domainspec.eval.grader.math_grader import MathGrader
         g = MathGrader()
         for p, o in zip(problems, outs):
             if p["answer"] is not None:
@@ -138,9 +138,9 @@ def read_groups_any(path, read_groups):
 
 def cmd_reject_sample(args) -> int:
     from domainspec.common.config import load_config
-    from domainspec.common.generation import make_backend
-    from domainspec.common.modeling import ModelConfig
-    from domainspec.eval.math_grader import MathGrader
+    from domainspec.common.models.generation import make_backend
+    from domainspec.common.models.loading import ModelConfig
+    from domainspec.eval.grader.math_grader import MathGrader
     from domainspec.math.rejection_sampling import (RejectionSamplingConfig, grade_rows, read_problems,
                                                     rejection_sample, sample_responses, write_jsonl)
     from domainspec.math.reward_model import load_reward_model
@@ -151,7 +151,7 @@ def cmd_reject_sample(args) -> int:
     backend = make_backend("hf", ModelConfig(name_or_path=args.model, gguf_file=args.gguf_file))
     sandbox = None
     if cfg.mode == "tir":
-        from domainspec.common.sandbox import Sandbox
+        from domainspec.common.sandbox.pool import Sandbox
         sandbox = Sandbox()
     try:
         rows = sample_responses(backend, problems, cfg, sandbox, progress=True)

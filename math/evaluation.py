@@ -45,14 +45,14 @@ class MathEvalConfig(Config):
 
 def benchmark_problems(spec: BenchmarkData) -> list[dict]:
     """Problems of a registered benchmark through domainspec.eval's loader and gold answers."""
-    from domainspec.eval.registry import get_benchmark
+    from domainspec.eval.benchmarks.registry import get_benchmark
     bench = get_benchmark(spec.name)
     tasks = bench.load(spec.path, limit=spec.limit)
     return [{"id": t.task_id, "question": t.prompt, "answer": bench.gold(t)} for t in tasks]
 
 
 def _params(cfg: MathEvalConfig, greedy: bool):
-    from domainspec.common.generation import GenerationParams
+    from domainspec.common.models.generation import GenerationParams
     if greedy:
         return GenerationParams(max_new_tokens=cfg.max_new_tokens, temperature=0.0, n=1, seed=cfg.seed,
                                 batch_size=cfg.batch_size)
@@ -80,7 +80,7 @@ def evaluate(backend: Any, problems: Sequence[dict], cfg: MathEvalConfig, out_di
              rm: tuple[Any, Any] | None = None, sandbox: Any = None, tir_config: Any = None,
              rm_max_length: int = 512) -> dict:
     """Metrics per mode for one problem set; writes samples and ``metrics_<name>.json`` under out_dir."""
-    from domainspec.eval.math_grader import MathGrader, extract_answer
+    from domainspec.eval.grader.math_grader import MathGrader, extract_answer
     from domainspec.math.tir import infer
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -29,9 +29,9 @@ from typing import Any, Literal
 from pydantic import Field
 
 from domainspec.common.config import Config, ConfigError
-from domainspec.common.modeling import ModelConfig
-from domainspec.common.sandbox import SandboxConfig
-from domainspec.common.trainer import TrainConfig
+from domainspec.common.models.loading import ModelConfig
+from domainspec.common.sandbox.pool import SandboxConfig
+from domainspec.common.train.loop import TrainConfig
 from domainspec.math.evaluation import MathEvalConfig
 from domainspec.math.rejection_sampling import RejectionSamplingConfig
 from domainspec.math.reward_model import RewardModelConfig
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 
 class ProblemSetConfig(Config):
-    kinds: list[str] | None = Field(None, description="Templated problem kinds (None = all of common.math_problems.KINDS).")
+    kinds: list[str] | None = Field(None, description="Templated problem kinds (None = all of common.data.builtin.math_problems.KINDS).")
     difficulty: int = Field(1, ge=1, description="Templated difficulty level.")
     seed_problems: int = Field(1000, ge=1, description="Problems with reference solutions for the initial SFT.")
     round_problems: int = Field(200, ge=1, description="New problems sampled in each round.")
@@ -101,7 +101,7 @@ def base_model_path(cfg: MathLoopConfig) -> str:
     """The initial policy's folder (the tiny model of ``model.tiny`` is built once and cached)."""
     if cfg.model.name_or_path != "tiny":
         return cfg.model.name_or_path
-    from domainspec.common.modeling import tiny_model_path
+    from domainspec.common.models.loading import tiny_model_path
     return str(tiny_model_path(spec=cfg.model.tiny))
 
 
@@ -133,7 +133,7 @@ def problem_sets(cfg: MathLoopConfig, out: Path) -> dict[str, list[dict]]:
 
 
 def _backend(path: str):
-    from domainspec.common.generation import make_backend
+    from domainspec.common.models.generation import make_backend
     return make_backend("hf", ModelConfig(name_or_path=path))
 
 
@@ -168,7 +168,7 @@ def run_round_zero(cfg: MathLoopConfig, out: Path, sets: dict, sandbox: Any) -> 
 
 
 def run_round(k: int, cfg: MathLoopConfig, out: Path, sets: dict, prev: dict, sandbox: Any) -> dict:
-    from domainspec.eval.math_grader import MathGrader
+    from domainspec.eval.grader.math_grader import MathGrader
     from domainspec.math.rejection_sampling import (grade_rows, read_jsonl, rejection_sample, sample_responses,
                                                     write_jsonl)
     from domainspec.math.reward_model import informative, load_reward_model, train_reward_model
@@ -234,7 +234,7 @@ def run_loop(cfg: MathLoopConfig, out_dir: str | Path) -> dict:
     sets = problem_sets(cfg, out)
     sandbox = None
     if "tir" in cfg.eval.modes or cfg.sampling.mode == "tir":
-        from domainspec.common.sandbox import Sandbox
+        from domainspec.common.sandbox.pool import Sandbox
         sandbox = Sandbox(cfg.sandbox)
     rounds = []
     try:
@@ -276,7 +276,7 @@ def _run_stage(cfg: MathLoopConfig, ctx: Any) -> dict:
 
 
 def _stage():
-    from domainspec.common.stages import StageType
+    from domainspec.common.pipeline.stages import StageType
     return StageType(name="math_loop", config_cls=MathLoopConfig, run=_run_stage,
                      outputs={"model": "policy", "rm": "reward_model", "summary": "summary.json",
                               "report": "report.md"},

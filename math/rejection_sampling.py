@@ -6,7 +6,7 @@ answer when enough samples agree), score them with the reward model, keep the to
 responses by RM score after de-duplication, and write
 
 * ``sft.jsonl``   - one row per kept response, ``{"messages": [system, user, assistant], ...}``
-                    (the messages format ``domainspec.common.chat_data`` reads);
+                    (the messages format ``domainspec.common.data.chat_data`` reads);
 * ``stats.jsonl`` - one row per problem: samples, correct, unique correct, kept, gold source;
 * ``summary.json``- totals (problems, samples, pass rate, kept, problems with any kept).
 
@@ -45,7 +45,7 @@ class RejectionSamplingConfig(Config):
     majority_min_share: float = Field(0.5, ge=0.0, le=1.0, description="Problems without a reference: the majority "
                                                                        "answer counts as gold only when at least this "
                                                                        "share of samples gives it.")
-    grader_mode: Literal["strict", "qwen-compat"] = Field("strict", description="Answer grading mode (eval.math_grader).")
+    grader_mode: Literal["strict", "qwen-compat"] = Field("strict", description="Answer grading mode (eval.grader.math_grader).")
     batch_size: int = Field(16, ge=1, description="Prompts per generation batch.")
     seed: int = Field(0, description="Sampling seed.")
 
@@ -61,10 +61,10 @@ def normalize_problem(row: dict, index: int, where: str = "problems") -> dict:
     pid = str(row.get("id", row.get("task_id", row.get("unique_id", row.get("idx", index)))))
     answer = row.get("answer")
     if isinstance(answer, str) and "####" in answer:
-        from domainspec.eval.math_grader import gsm8k_gold
+        from domainspec.eval.grader.math_grader import gsm8k_gold
         answer = gsm8k_gold(answer)
     elif answer is None and row.get("solution"):
-        from domainspec.eval.math_grader import math_gold
+        from domainspec.eval.grader.math_grader import math_gold
         answer = math_gold(row)
     return {"id": pid, "question": q, "answer": None if answer is None else str(answer)}
 
@@ -86,7 +86,7 @@ def read_problems(path: str | Path, limit: int | None = None) -> list[dict]:
 def sample_responses(backend: Any, problems: Sequence[dict], cfg: RejectionSamplingConfig,
                      sandbox: Any = None, tir_config: Any = None, progress: bool = False) -> list[dict]:
     """``{"id", "question", "answer", "responses": [n texts]}`` per problem."""
-    from domainspec.common.generation import GenerationParams
+    from domainspec.common.models.generation import GenerationParams
     from domainspec.math.tir import infer
     params = GenerationParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                               n=cfg.n, seed=cfg.seed, batch_size=cfg.batch_size)
@@ -102,7 +102,7 @@ def grade_rows(rows: Sequence[dict], grader: Any, majority_min_share: float = 0.
     answer (grader.majority_vote) is the gold when its share reaches ``majority_min_share``,
     else nothing is correct (``gold_source="none"``).
     """
-    from domainspec.eval.math_grader import extract_answer
+    from domainspec.eval.grader.math_grader import extract_answer
     out = []
     for row in rows:
         responses = row["responses"]

@@ -9,7 +9,7 @@ linear layer is what transformers ships and keeps the folder loadable without cu
 
 Training data are *groups*: one question with several responses graded correct/incorrect by
 the one math grader, ``{"question", "responses": [...], "labels": [bool, ...]}``. Training runs on
-the shared loop (``domainspec.common.trainer.train``) with an objective from
+the shared loop (``domainspec.common.train.loop.train``) with an objective from
 ``domainspec.math.rm_objectives`` (listwise by default, as Qwen2.5-Math-RM; or pairwise).
 Evaluation is pairwise accuracy over every (correct, incorrect) pair of held-out groups.
 
@@ -29,7 +29,7 @@ from typing import Any, Literal, Sequence
 from pydantic import Field
 
 from domainspec.common.config import Config
-from domainspec.common.trainer import TrainConfig
+from domainspec.common.train.loop import TrainConfig
 from domainspec.math.prompts import COT_SYSTEM_PROMPT
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ def train_reward_model(cfg: RewardModelConfig, groups: Sequence[dict], out_dir: 
     Writes ``out_dir/final`` (the RM folder), ``out_dir/metrics.jsonl`` (the loop's), and
     ``out_dir/rm_eval.json``. Raises ValueError when no group has both grades.
     """
-    from domainspec.common.trainer import train
+    from domainspec.common.train.loop import train
     from domainspec.math.rm_objectives import OBJECTIVES
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

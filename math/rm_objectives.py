@@ -1,4 +1,4 @@
-"""Reward-model losses and their training objectives for the shared loop (``common/trainer.py``).
+"""Reward-model losses and their training objectives for the shared loop (``common/train/loop.py``).
 
 Two losses over scalar rewards ``r(x, y)`` (one per question/response pair):
 
@@ -15,7 +15,7 @@ Two losses over scalar rewards ``r(x, y)`` (one per question/response pair):
   and a batch's loss is the mean of ``L_group`` over its groups that hold at least one positive
   and one negative (groups that are all correct or all wrong carry no ranking signal).
 
-Both objectives implement the ``Objective`` protocol of ``domainspec.common.objectives``:
+Both objectives implement the ``Objective`` protocol of ``domainspec.common.train.objectives``:
 ``collate(rows) -> batch``, ``loss(model, batch) -> (mean loss, metrics)``, ``num_targets`` (pairs,
 or groups with a ranking signal: the loop's step-mean weights) and ``num_tokens``. Rows are tokenized by
 ``domainspec.math.reward_model`` (``pair_rows`` / ``group_rows``): pairwise rows are

@@ -1,7 +1,7 @@
 """Supervised fine-tuning of a policy on chat conversations, on the shared training loop.
 
 The math loop's SFT steps (the initial SFT and each round's SFT on rejection-sampled data) go
-through here, into the one SFT path of the engine (``common.sft.sft_train``: chat-template
+through here, into the one SFT path of the engine (``common.recipes.sft.sft_train``: chat-template
 rendering with loss on assistant tokens only, packing without cross-sample attention, the shared
 training loop). No loop of its own; resumable through the trainer's checkpoints.
 
@@ -22,8 +22,8 @@ def sft_on_conversations(init_from: str | Path, conversations: Sequence[list[dic
 
     Long solutions are truncated to ``seq_len`` (not dropped); one cut before its answer is dropped.
     """
-    from domainspec.common.modeling import ModelConfig
-    from domainspec.common.sft import sft_train
+    from domainspec.common.models.loading import ModelConfig
+    from domainspec.common.recipes.sft import sft_train
 
     result, _ = sft_train(ModelConfig(name_or_path=str(init_from)), conversations, train_cfg, seq_len, out_dir,
                           resume=resume, drop_longer=False, name=f"SFT into {out_dir}")

@@ -4,7 +4,7 @@ Two sources of new problems (Qwen2.5-Math technical report, sec. 2-3: an instruc
 synthesizes problems; answers come from the model's own majority vote when no reference exists):
 
 * ``templated`` (the embedded default, works offline on any machine): the kinds and difficulty
-  levels of the seed problems pick templates of ``domainspec.common.math_problems``; every
+  levels of the seed problems pick templates of ``domainspec.common.data.builtin.math_problems``; every
   answer is checked with sympy there. Questions already present (seeds, held-out sets) are skipped.
 * ``prompted`` (for instruct models): a few seed problems are shown and the model writes a new
   one; the model then solves it ``votes`` times (CoT) and the majority answer, through the one
@@ -53,7 +53,7 @@ def templated_problems(n: int, seed: int, kinds: Sequence[str] | None = None, di
     Draws problems ``0, 1, 2, ...`` of ``seed`` (each independent of how many are drawn) and
     skips repeats, so the result is deterministic for the arguments.
     """
-    from domainspec.common.math_problems import make_problem, verify_problem
+    from domainspec.common.data.builtin.math_problems import make_problem, verify_problem
     seen = set(exclude)
     rows: list[dict] = []
     i = 0
@@ -101,8 +101,8 @@ def prompted_problems(backend: Any, seeds: Sequence[dict], cfg: SyntheticConfig,
     Returns (problems, stats). Each problem: ``{"id", "question", "answer", "agreement"}``.
     """
     import random
-    from domainspec.common.generation import GenerationParams
-    from domainspec.eval.math_grader import extract_answer
+    from domainspec.common.models.generation import GenerationParams
+    from domainspec.eval.grader.math_grader import extract_answer
     from domainspec.math.tir import build_prompt
     if not seeds:
         raise ValueError("prompted synthesis needs seed problems")
@@ -141,5 +141,5 @@ def prompted_problems(backend: Any, seeds: Sequence[dict], cfg: SyntheticConfig,
 def math_text_documents(n: int = 2000, seed: int = 0, difficulty: int | Sequence[int] = (1, 2, 3),
                         kinds: Sequence[str] | None = None) -> Iterator[str]:
     """Worked problems as CPT text (``Question: ...\\nSolution: ...``), sympy-checked answers."""
-    from domainspec.common.math_problems import math_corpus_documents
+    from domainspec.common.data.builtin.math_problems import math_corpus_documents
     return math_corpus_documents(n, seed, difficulty, kinds)

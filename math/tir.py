@@ -1,6 +1,6 @@
 """Chain-of-thought (CoT) and tool-integrated reasoning (TIR) inference for any causal LM.
 
-Both go through a :class:`domainspec.common.generation.GenerationBackend`; prompts are final
+Both go through a :class:`domainspec.common.models.generation.GenerationBackend`; prompts are final
 strings (chat template applied) so TIR can append tool output and continue generating.
 
 TIR protocol (Qwen2.5-Math evaluation, ``math_eval.py`` + ``python_executor.py``):
@@ -19,7 +19,7 @@ TIR protocol (Qwen2.5-Math evaluation, ``math_eval.py`` + ``python_executor.py``
 Finished sequences leave the batch; the rest continue. Model-written code runs only inside the
 sandbox with a per-call time limit, and an executor failure becomes an error line in the
 transcript, so nothing a model writes can crash the run. This module does not grade answers
-(see ``domainspec.eval.math_grader``) and does not sandbox anything itself.
+(see ``domainspec.eval.grader.math_grader``) and does not sandbox anything itself.
 
 Usage::
 
@@ -105,7 +105,7 @@ def _clip(text: str, limit: int) -> str:
 def format_tool_output(result: Any, max_chars: int = 1000) -> str:
     """What the model sees from one execution: stdout, else the error's last line, else a notice.
 
-    ``result`` is a ``domainspec.common.sandbox.ExecResult`` (duck-typed: ``status``, ``stdout``,
+    ``result`` is a ``domainspec.common.sandbox.pool.ExecResult`` (duck-typed: ``status``, ``stdout``,
     ``stderr``).
     """
     status = getattr(result.status, "value", result.status)
@@ -219,6 +219,6 @@ def infer(backend: Any, questions: Sequence[str], mode: Mode, params: Any, sandb
     if mode == "cot":
         return run_cot(backend, prompts, params, progress=progress)
     if sandbox is None:
-        raise ValueError("TIR inference needs a sandbox (domainspec.common.sandbox.Sandbox)")
+        raise ValueError("TIR inference needs a sandbox (domainspec.common.sandbox.pool.Sandbox)")
     traces = run_tir(backend, prompts, params, sandbox, config, progress=progress)
     return [[t.response for t in per] for per in traces]

@@ -7,9 +7,9 @@ import functools
 @functools.lru_cache(maxsize=None)
 def small_tokenizer():
     """Qwen-style byte-level BPE + Qwen special tokens + ChatML, trained in ~1 s (the tiny model's recipe)."""
-    from domainspec.common.corpora import stdlib_code_documents
-    from domainspec.common.math_problems import math_corpus_documents
-    from domainspec.common.tiny_model import train_tokenizer
+    from domainspec.common.data.builtin.corpora import stdlib_code_documents
+    from domainspec.common.data.builtin.math_problems import math_corpus_documents
+    from domainspec.common.models.tiny import train_tokenizer
 
     return train_tokenizer(list(math_corpus_documents(200)) + stdlib_code_documents(15), vocab_size=600)
 

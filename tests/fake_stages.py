@@ -5,7 +5,7 @@ from pathlib import Path
 from pydantic import Field
 
 from domainspec.common.config import Config
-from domainspec.common.stages import StageType
+from domainspec.common.pipeline.stages import StageType
 
 
 class EchoConfig(Config):

@@ -12,7 +12,7 @@ from domainspec.coder.toy_tasks import FAMILY_BY_NAME, generate_tasks, write_hum
 
 @pytest.fixture(scope="module")
 def sandbox():
-    from domainspec.common.sandbox import Sandbox, SandboxConfig
+    from domainspec.common.sandbox.pool import Sandbox, SandboxConfig
 
     with Sandbox(SandboxConfig(timeout_s=5, workers=2)) as box:
         yield box
@@ -165,8 +165,8 @@ def test_file_source_formats(tmp_path):
 
 
 def test_loss_masking_on_a_coder_conversation():
-    from domainspec.common.chat_data import render_sft_example
-    from domainspec.common.modeling import tiny_model_path
+    from domainspec.common.data.chat_data import render_sft_example
+    from domainspec.common.models.loading import tiny_model_path
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_model_path())

@@ -8,8 +8,8 @@ import pytest
 
 from domainspec.common import cli
 from domainspec.common.config import ConfigError, load_config
-from domainspec.common.cpt import CPTConfig, check_context, run_cpt
-from domainspec.common.modeling import ModelConfig
+from domainspec.common.recipes.cpt import CPTConfig, check_context, run_cpt
+from domainspec.common.models.loading import ModelConfig
 
 
 def _yaml(tmp_path, text: str) -> Path:
@@ -72,7 +72,7 @@ def short_context_model(tmp_path_factory) -> Path:
     """A tiny Qwen2 with only 64 positions and the project tokenizer, saved as an HF folder."""
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    from domainspec.common.modeling import tiny_model_path
+    from domainspec.common.models.loading import tiny_model_path
     tok = AutoTokenizer.from_pretrained(tiny_model_path())
     folder = tmp_path_factory.mktemp("short")
     cfg = Qwen2Config(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,

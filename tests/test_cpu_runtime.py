@@ -1,11 +1,11 @@
-"""CPU thread policy (common/cpu_runtime.py): contention is read from what runs now."""
+"""CPU thread policy (common/train/cpu_runtime.py): contention is read from what runs now."""
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from domainspec.common.cpu_runtime import busy_cpus_elsewhere, cpu_threads
+from domainspec.common.train.cpu_runtime import busy_cpus_elsewhere, cpu_threads
 
 
 @pytest.mark.skipif(not Path("/proc/loadavg").is_file(), reason="needs Linux /proc/loadavg")

@@ -6,10 +6,10 @@ import json
 import pytest
 
 from data_helpers import small_tokenizer
-from domainspec.common.chat_data import (load_sft_conversations, pack_sft_examples, render_sft_example,
+from domainspec.common.data.chat_data import (load_sft_conversations, pack_sft_examples, render_sft_example,
                                          row_to_messages)
-from domainspec.common.packing import IGNORE_INDEX
-from domainspec.common.sources import DataError, DataSourceConfig
+from domainspec.common.data.packing import IGNORE_INDEX
+from domainspec.common.data.sources import DataError, DataSourceConfig
 
 CONV = [
     {"role": "system", "content": "You are a careful assistant."},

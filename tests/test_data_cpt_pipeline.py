@@ -7,10 +7,10 @@ import json
 import pytest
 
 from data_helpers import small_tokenizer
-from domainspec.common.cpt_data import build_cpt_examples
-from domainspec.common.decontam import DecontamConfig, humaneval_path
-from domainspec.common.fim import FIMConfig
-from domainspec.common.sources import DataError, DataSourceConfig as S
+from domainspec.common.recipes.cpt_data import build_cpt_examples
+from domainspec.common.data.decontam import DecontamConfig, humaneval_path
+from domainspec.common.data.fim import FIMConfig
+from domainspec.common.data.sources import DataError, DataSourceConfig as S
 
 
 def test_build_cpt_examples(tmp_path):

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from domainspec.common.decontam import BenchmarkIndex, DecontamConfig, decontaminate, humaneval_path
-from domainspec.common.sources import DataError
+from domainspec.common.data.decontam import BenchmarkIndex, DecontamConfig, decontaminate, humaneval_path
+from domainspec.common.data.sources import DataError
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
@@ -62,7 +62,7 @@ def test_missing_benchmark_file(tmp_path):
 
 def test_default_location_missing_warns_not_fails(tmp_path, monkeypatch, caplog):
     """A machine without the benchmark files can still run the default pipeline; it is told what was not checked."""
-    import domainspec.common.decontam as d
+    import domainspec.common.data.decontam as d
     monkeypatch.delenv("DOMAINSPEC_BENCHMARK_DATA", raising=False)
     monkeypatch.setattr(d, "default_data_dir", lambda: tmp_path / "absent")
     with caplog.at_level("WARNING"):

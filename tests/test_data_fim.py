@@ -6,8 +6,8 @@ import random
 import pytest
 
 from data_helpers import small_tokenizer
-from domainspec.common.corpora import stdlib_code_documents
-from domainspec.common.fim import (FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, FIMConfig, apply_fim_documents,
+from domainspec.common.data.builtin.corpora import stdlib_code_documents
+from domainspec.common.data.fim import (FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX, FIMConfig, apply_fim_documents,
                                    fim_transform, undo_fim)
 
 

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from domainspec.common.math_problems import (KINDS, Problem, generate_problems, math_corpus_documents,
+from domainspec.common.data.builtin.math_problems import (KINDS, Problem, generate_problems, math_corpus_documents,
                                              verify_problem)
 
 

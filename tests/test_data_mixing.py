@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from domainspec.common.mixing import DEFAULT_WEIGHTS, Mixer, mix_documents
+from domainspec.common.data.mixing import DEFAULT_WEIGHTS, Mixer, mix_documents
 
 
 def _streams(seed=0, n=2000):

@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from data_helpers import tiny_qwen2  # noqa: E402
-from domainspec.common.packing import (IGNORE_INDEX, PackedCollator, block_causal_mask, pack_documents,  # noqa: E402
+from domainspec.common.data.packing import (IGNORE_INDEX, PackedCollator, block_causal_mask, pack_documents,  # noqa: E402
                                        packing_stats, padded_efficiency)
 
 

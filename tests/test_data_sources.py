@@ -7,7 +7,7 @@ import json
 import pytest
 
 from domainspec.common.config import ConfigError
-from domainspec.common.sources import DataError, DataSourceConfig, check_source, load_documents, load_text_dataset
+from domainspec.common.data.sources import DataError, DataSourceConfig, check_source, load_documents, load_text_dataset
 
 
 def _jsonl(path, rows):

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from data_helpers import small_tokenizer
-from domainspec.common.tokenization import tokenize_dataset, tokenize_texts, tokenizer_fingerprint
+from domainspec.common.data.tokenization import tokenize_dataset, tokenize_texts, tokenizer_fingerprint
 
 
 def test_cache_keyed_by_content_and_tokenizer(tmp_path):

@@ -1,7 +1,7 @@
 """2 CPU ranks under the `deepspeed` launcher (as on GPUs) reproduce the single-process run.
 
 The CPT CLI is launched exactly as a user launches it on GPUs:
-``deepspeed --num_gpus 2 --module domainspec.common.cpt_cli --config cpt.yaml --out DIR``; the
+``deepspeed --num_gpus 2 --module domainspec.common.recipes.cpt_cli --config cpt.yaml --out DIR``; the
 same global batch is split over 2 ranks x 2 micro-batches instead of 1 rank x 4 (ZeRO-0).
 Stated tolerance: per-step loss within rel 1e-5 (measured <= 1.2e-6), grad norm within rel
 1e-3 and final weights within atol 1e-4 (measured 1.3e-5 after 5 steps at lr 2e-3).
@@ -37,7 +37,7 @@ from trainer_fixture import read_metrics as _metrics, subprocess_env as _env  # 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """The config file and the single-process reference run."""
-    from domainspec.common.modeling import tiny_model_path
+    from domainspec.common.models.loading import tiny_model_path
     root = tmp_path_factory.mktemp("ds")
     model = tiny_model_path()  # built once here, so the ranks do not race to build it
     cfg = root / "cpt.yaml"
@@ -50,7 +50,7 @@ decontam: {{enabled: false}}
 train: {{lr: 2.0e-3, max_steps: 5, global_batch_size: 8, micro_batch_size: 2, log_every: 1, progress: false}}
 """)
     single = root / "single"
-    r = subprocess.run([sys.executable, "-m", "domainspec.common.cpt_cli", "--config", str(cfg), "--out", str(single),
+    r = subprocess.run([sys.executable, "-m", "domainspec.common.recipes.cpt_cli", "--config", str(cfg), "--out", str(single),
                         "--set", "train.micro_batch_size=2"], env=_env(), capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return cfg, single
@@ -59,7 +59,7 @@ train: {{lr: 2.0e-3, max_steps: 5, global_batch_size: 8, micro_batch_size: 2, lo
 def _two_ranks(cfg: Path, out: Path, stage: int) -> subprocess.CompletedProcess:
     if shutil.which("deepspeed") is None:
         pytest.skip("the deepspeed launcher is not on PATH")
-    cmd = ["deepspeed", "--num_gpus", "2", "--master_port", str(_free_port()), "--module", "domainspec.common.cpt_cli",
+    cmd = ["deepspeed", "--num_gpus", "2", "--master_port", str(_free_port()), "--module", "domainspec.common.recipes.cpt_cli",
            "--config", str(cfg), "--out", str(out), "--set", f"train.zero_stage={stage}"]
     return subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=400)
 

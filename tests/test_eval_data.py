@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from domainspec.eval import registry
+from domainspec.eval.benchmarks import registry
 from domainspec.eval.datafiles import EvalDataError, load_rows, row_id
-from domainspec.eval.registry import BENCHMARKS, RegistryError, get_benchmark, register
+from domainspec.eval.benchmarks.registry import BENCHMARKS, RegistryError, get_benchmark, register
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"benchmark data not found at {DATA}")

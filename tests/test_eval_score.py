@@ -194,8 +194,8 @@ def test_bad_k_is_a_usage_error(tmp_path):
 def test_score_samples_in_memory_with_a_shared_grader(tmp_path):
     """Training stages pass rows and a live grader; unknown ids still raise."""
     from domainspec.eval.datafiles import EvalDataError
-    from domainspec.eval.math_grader import MathGrader
-    from domainspec.eval.registry import get_benchmark
+    from domainspec.eval.grader.math_grader import MathGrader
+    from domainspec.eval.benchmarks.registry import get_benchmark
     from domainspec.eval.scoring import score_samples
 
     bench = get_benchmark("math")

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from domainspec.common.generation import GenerationParams, make_backend, sample_seed, trim_at_stop  # noqa: E402
+from domainspec.common.models.generation import GenerationParams, make_backend, sample_seed, trim_at_stop  # noqa: E402
 from domainspec.eval.datafiles import EvalDataError  # noqa: E402
 from domainspec.eval.generate import resolve_style, run_generate  # noqa: E402
 

@@ -10,8 +10,8 @@ from domainspec.common.cli import main
 
 @pytest.fixture(scope="module")
 def micro_lm(tmp_path_factory):
-    from domainspec.common.math_problems import math_corpus_documents
-    from domainspec.common.tiny_model import build_tiny_model
+    from domainspec.common.data.builtin.math_problems import math_corpus_documents
+    from domainspec.common.models.tiny import build_tiny_model
     return build_tiny_model(tmp_path_factory.mktemp("lm"), texts=list(math_corpus_documents(100, 0)), vocab_size=300,
                             hidden_size=32, num_hidden_layers=1, intermediate_size=64, num_attention_heads=4,
                             num_key_value_heads=2)

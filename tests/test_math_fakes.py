@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 @dataclass
 class FakeParams:
-    """Same fields as domainspec.common.generation.GenerationParams (used when it is absent)."""
+    """Same fields as domainspec.common.models.generation.GenerationParams (used when it is absent)."""
     max_new_tokens: int = 256
     temperature: float = 0.0
     top_p: float = 1.0
@@ -24,7 +24,7 @@ class FakeParams:
 
 def make_params(**kw):
     try:
-        from domainspec.common.generation import GenerationParams
+        from domainspec.common.models.generation import GenerationParams
         return GenerationParams(**kw)
     except ImportError:
         return FakeParams(**kw)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from domainspec.eval.grader_pool import check_body
-from domainspec.eval.math_grader import (GRADER_VERSION, Grade, MathGrader, extract_answer, gsm8k_gold,
+from domainspec.eval.grader.pool import check_body
+from domainspec.eval.grader.math_grader import (GRADER_VERSION, Grade, MathGrader, extract_answer, gsm8k_gold,
                                          is_equiv, math_gold, normalize_answer)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -286,7 +286,7 @@ def test_math500_gold_solutions_score_one(mode):
 
 
 def test_same_answers_from_threads_as_from_main_thread():
-    from domainspec.eval import math_grader
+    from domainspec.eval.grader import math_grader
 
     expected = [is_equiv(p, g) for p, g, _ in EQ]
     math_grader._cache.clear()  # make the threads do the guarded work again

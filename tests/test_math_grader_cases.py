@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from domainspec.eval.math_grader import extract_answer, is_equiv
+from domainspec.eval.grader.math_grader import extract_answer, is_equiv
 
 ROOT = Path(__file__).resolve().parents[1]
 CASES = ROOT.parent / "shared" / "data" / "math_grader_cases.jsonl"

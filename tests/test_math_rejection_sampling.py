@@ -41,7 +41,7 @@ def test_select_rejects_score_count_mismatch():
 
 
 def test_grade_with_reference_and_with_majority_vote():
-    grader = pytest.importorskip("domainspec.eval.math_grader").MathGrader()
+    grader = pytest.importorskip("domainspec.eval.grader.math_grader").MathGrader()
     rows = [{"id": "a", "question": "q", "answer": "5",
              "responses": ["so \\boxed{5}", "so \\boxed{5.0}", "so \\boxed{6}"]},
             {"id": "b", "question": "q2", "answer": None,
@@ -56,7 +56,7 @@ def test_grade_with_reference_and_with_majority_vote():
 
 
 def test_rejection_sample_end_to_end_writes_sft_and_stats(tmp_path):
-    grader = pytest.importorskip("domainspec.eval.math_grader").MathGrader()
+    grader = pytest.importorskip("domainspec.eval.grader.math_grader").MathGrader()
     backend = FixedBackend({"What is 2+3?": ["2+3 = 5. \\boxed{5}", "I think \\boxed{6}", "2+3 = 5. \\boxed{5}",
                                             "Adding: 5. The answer is \\boxed{5}"],
                             "What is 9-9?": ["\\boxed{1}", "\\boxed{2}"]})
@@ -76,7 +76,7 @@ def test_rejection_sample_end_to_end_writes_sft_and_stats(tmp_path):
 
 
 def test_normalize_problem_formats():
-    pytest.importorskip("domainspec.eval.math_grader")
+    pytest.importorskip("domainspec.eval.grader.math_grader")
     assert normalize_problem({"question": "q", "answer": "work\n#### 1,234"}, 0)["answer"] in ("1234", "1,234")
     assert normalize_problem({"problem": "p", "solution": "so \\boxed{3}", "unique_id": "u"}, 4) == \
         {"id": "u", "question": "p", "answer": "3"}

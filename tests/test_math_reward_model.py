@@ -5,8 +5,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from domainspec.common.tiny_model import build_tiny_model  # noqa: E402
-from domainspec.common.trainer import TrainConfig  # noqa: E402
+from domainspec.common.models.tiny import build_tiny_model  # noqa: E402
+from domainspec.common.train.loop import TrainConfig  # noqa: E402
 from domainspec.math.reward_model import (RewardModelConfig, load_reward_model, pairwise_accuracy, score,  # noqa: E402
                                           split_groups, train_reward_model)
 

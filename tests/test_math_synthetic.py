@@ -1,8 +1,8 @@
 """Synthetic problems (math/synthetic.py): templated from seeds, prompted with majority-vote answers, CPT text."""
 import pytest
 
-from domainspec.common.math_problems import verify_problem, Problem
-from domainspec.eval.math_grader import MathGrader
+from domainspec.common.data.builtin.math_problems import verify_problem, Problem
+from domainspec.eval.grader.math_grader import MathGrader
 from domainspec.math.synthetic import (SyntheticConfig, math_text_documents, problems_from_seeds, prompted_problems,
                                        templated_problems)
 from test_math_fakes import ChatTemplate
@@ -24,7 +24,7 @@ def test_problems_from_seeds_follow_the_seeds_kinds_and_level_with_checked_answe
     assert {r["kind"] for r in new} <= {"percentage", "linear_equation"} and {r["difficulty"] for r in new} == {2}
     assert not {r["question"] for r in new} & {s["question"] for s in seeds}
     # every answer re-checked by sympy through the generator's own check
-    from domainspec.common.math_problems import make_problem
+    from domainspec.common.data.builtin.math_problems import make_problem
     assert all(r["solution"].endswith(f"\\boxed{{{r['answer']}}}") for r in new)
     assert verify_problem(make_problem(9, 0, ["percentage", "linear_equation"], 2))
 

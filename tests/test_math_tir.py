@@ -3,9 +3,9 @@ import time
 
 import pytest
 
-from domainspec.common.generation import GenerationParams
-from domainspec.common.sandbox import Sandbox, SandboxConfig
-from domainspec.eval.math_grader import MathGrader
+from domainspec.common.models.generation import GenerationParams
+from domainspec.common.sandbox.pool import Sandbox, SandboxConfig
+from domainspec.eval.grader.math_grader import MathGrader
 from domainspec.math.tir import (MAX_CALLS_NOTICE, TIRConfig, build_prompt, extract_program, format_tool_output,
                                  infer, run_tir, wants_tool_call)
 from test_math_fakes import ScriptedBackend

@@ -8,12 +8,12 @@ import pytest
 torch = pytest.importorskip("torch")
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 
-from domainspec.common import modeling  # noqa: E402
+from domainspec.common.models import loading as modeling  # noqa: E402
 from domainspec.common.config import ConfigError  # noqa: E402
-from domainspec.common.modeling import (  # noqa: E402
+from domainspec.common.models.loading import (  # noqa: E402
     ModelConfig, QWEN_SPECIAL_TOKENS, effective_max_positions, load_model_and_tokenizer,
     model_flops_per_token, peak_flops, resolve_attn_implementation, resolve_dtype)
-from domainspec.common.tiny_model import build_tiny_model  # noqa: E402
+from domainspec.common.models.tiny import build_tiny_model  # noqa: E402
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 CODE = (STDLIB / "textwrap.py").read_text() + "\nx = 'café ünïcode → ∑ 😀'\n\tif a  !=  b:\r\n    pass\n"
@@ -190,7 +190,7 @@ def test_gguf_loads_direct_path_and_folder_plus_file():
 
 def test_tiny_spec_builds_its_own_shape(tmp_path, monkeypatch):
     """ModelConfig.tiny picks a tiny shape (and a math-only tokenizer corpus), cached per spec."""
-    from domainspec.common.modeling import ModelConfig, TinySpec, load_model_and_tokenizer, tiny_model_path
+    from domainspec.common.models.loading import ModelConfig, TinySpec, load_model_and_tokenizer, tiny_model_path
     monkeypatch.setenv("DOMAINSPEC_CACHE", str(tmp_path))
     spec = TinySpec(hidden_size=64, num_hidden_layers=1, intermediate_size=128, vocab_size=512, corpus="math")
     model, tok = load_model_and_tokenizer(ModelConfig(name_or_path="tiny", tiny=spec))
@@ -200,14 +200,14 @@ def test_tiny_spec_builds_its_own_shape(tmp_path, monkeypatch):
                                                                        intermediate_size=128, vocab_size=512))
     assert "<|im_start|>" in tok.get_vocab()
     # the math corpus carries the Qwen2.5-Math chat scaffold: the system prompt is a few merged tokens
-    from domainspec.common.math_prompts import COT_SYSTEM_PROMPT
+    from domainspec.common.data.builtin.math_prompts import COT_SYSTEM_PROMPT
     prompt_ids = tok(COT_SYSTEM_PROMPT, add_special_tokens=False)["input_ids"]
     assert len(prompt_ids) <= 20, [tok.decode([i]) for i in prompt_ids]
     assert len(tok("assistant", add_special_tokens=False)["input_ids"]) == 1
 
 
 def test_tiny_spec_heads_must_divide():
-    from domainspec.common.modeling import TinySpec
+    from domainspec.common.models.loading import TinySpec
     with pytest.raises(ValueError, match="hidden_size 32 is not a multiple of num_attention_heads 6"):
         TinySpec(hidden_size=32, num_attention_heads=6)
     with pytest.raises(ValueError, match="num_attention_heads 6 is not a multiple of num_key_value_heads 4"):

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from domainspec.common import stages as stages_mod
+from domainspec.common.pipeline import stages as stages_mod
 from domainspec.common.cli import main
 from domainspec.common.config import ConfigError
-from domainspec.common.launchers import LauncherConfig, launch_command, slurm_script
-from domainspec.common.pipeline import load_plan
-from domainspec.common.runner import decide
+from domainspec.common.pipeline.launchers import LauncherConfig, launch_command, slurm_script
+from domainspec.common.pipeline.plan import load_plan
+from domainspec.common.pipeline.runner import decide
 
 
 @pytest.fixture(autouse=True)
@@ -167,13 +167,13 @@ def test_slurm_script_two_nodes_eight_gpus(tmp_path):
                    'scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1',
                    '--nnodes "$SLURM_NNODES" --nproc_per_node 8', "--rdzv_backend c10d",
                    '--rdzv_endpoint "$MASTER_ADDR:$MASTER_PORT"', "srun --kill-on-bad-exit=1",
-                   f"-m domainspec.common.stage_exec --spec {tmp_path / 'stage_spec.json'}"]:
+                   f"-m domainspec.common.pipeline.stage_exec --spec {tmp_path / 'stage_spec.json'}"]:
         assert needle in script, needle
 
 
 def test_launch_commands(tmp_path):
     ds = launch_command(LauncherConfig(kind="deepspeed", nproc_per_node=2, cpu=True), Path("s.json"))
-    assert ds[:1] == ["deepspeed"] and ds[ds.index("--num_gpus") + 1] == "2" and ds[-4:] == ["--module", "domainspec.common.stage_exec", "--spec", "s.json"]
+    assert ds[:1] == ["deepspeed"] and ds[ds.index("--num_gpus") + 1] == "2" and ds[-4:] == ["--module", "domainspec.common.pipeline.stage_exec", "--spec", "s.json"]
     tr = launch_command(LauncherConfig(kind="torchrun", nproc_per_node=8, nnodes=2, master_addr="n1"), Path("s.json"))
     assert "--rdzv_endpoint" in tr and "n1:29500" in tr and "--nnodes" in tr
     with pytest.raises(Exception, match="hostfile"):
@@ -182,7 +182,7 @@ def test_launch_commands(tmp_path):
 
 def test_every_registered_stage_type_resolves():
     """A broken registration raises instead of silently disappearing."""
-    from domainspec.common.stages import STAGE_TYPES, get_stage_type
+    from domainspec.common.pipeline.stages import STAGE_TYPES, get_stage_type
     for name in STAGE_TYPES:
         if name in ("echo", "local_echo"):
             continue
@@ -246,7 +246,7 @@ def test_set_indexes_a_list_that_lives_in_a_config_from_recipe():
 
 
 def test_report_plots_accuracy_per_round(tmp_path):
-    from domainspec.common.report import _round_tables, plot_rounds
+    from domainspec.common.pipeline.report import _round_tables, plot_rounds
     table = [{"round": 0, "set": "heldout", "mode": "cot", "pass@1": 0.3, "rm@k": None},
              {"round": 1, "set": "heldout", "mode": "cot", "pass@1": 0.42, "rm@k": 0.38, "rm_pairwise_accuracy": 0.65}]
     assert _round_tables({"policy": "x", "table": table, "other": [{"a": 1}]}) == [("table", table)]

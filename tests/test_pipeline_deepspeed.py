@@ -12,7 +12,7 @@ pytest.importorskip("deepspeed")
 def test_cpt_stage_under_deepspeed_launcher(tmp_path, monkeypatch):
     if shutil.which("deepspeed") is None:
         pytest.skip("the deepspeed launcher is not on PATH")
-    from domainspec.common.modeling import tiny_model_path
+    from domainspec.common.models.loading import tiny_model_path
     model = tiny_model_path()  # built once here so the two ranks do not race to build it
     for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(k, raising=False)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from domainspec.common import sandbox as sbmod
-from domainspec.common.sandbox import (LEVELS, ExecResult, Sandbox, SandboxConfig, SandboxError,
+from domainspec.common.sandbox import pool as sbmod
+from domainspec.common.sandbox.pool import (LEVELS, ExecResult, Sandbox, SandboxConfig, SandboxError,
                                        Status, choose_level, level_available)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from domainspec.common.sandbox import UID_BASE, Sandbox, SandboxConfig, Status
+from domainspec.common.sandbox.pool import UID_BASE, Sandbox, SandboxConfig, Status
 
 REPO = Path(__file__).resolve().parents[1]
 HOSTILE_BATCH_BOUND_S = 45.0  # stated bound for the whole hostile batch (2 workers, 3 s limit)
@@ -202,7 +202,7 @@ def test_huge_output_was_capped(batch):
 
 HOST_SCRIPT = """
 import sys
-from domainspec.common.sandbox import Sandbox, SandboxConfig
+from domainspec.common.sandbox.pool import Sandbox, SandboxConfig
 sb = Sandbox(SandboxConfig(workers=2, timeout_s=60))
 print(sb.tag, sb.level, flush=True)
 sb.run_many(["import os, time\\nif os.fork() == 0:\\n    os.setsid()\\ntime.sleep(60)"] * 6)

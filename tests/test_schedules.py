@@ -3,7 +3,7 @@ import math
 
 import pytest
 
-from domainspec.common.schedules import lr_lambda, warmup_steps_for
+from domainspec.common.train.schedules import lr_lambda, warmup_steps_for
 
 
 def test_constant_after_3pct_warmup():

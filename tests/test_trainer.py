@@ -13,8 +13,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("deepspeed")
 
 from domainspec.common.config import ConfigError, build_config  # noqa: E402
-from domainspec.common.objectives import CausalLMObjective  # noqa: E402
-from domainspec.common.trainer import TrainConfig, train  # noqa: E402
+from domainspec.common.train.objectives import CausalLMObjective  # noqa: E402
+from domainspec.common.train.loop import TrainConfig, train  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 import trainer_fixture as fx  # noqa: E402

@@ -95,8 +95,8 @@ def main(argv=None) -> int:
     import torch
     torch.set_num_threads(1)
     from domainspec.common.config import apply_overrides, build_config
-    from domainspec.common.objectives import CausalLMObjective
-    from domainspec.common.trainer import TrainConfig, train
+    from domainspec.common.train.objectives import CausalLMObjective
+    from domainspec.common.train.loop import TrainConfig, train
     cfg = build_config(TrainConfig, apply_overrides({"lr": 3e-3, "progress": False, "log_every": 1}, args.set))
     obj = CausalLMObjective(collator=stack_collate)
     if args.slow_after is not None:

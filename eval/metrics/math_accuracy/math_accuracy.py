@@ -8,7 +8,7 @@ Usage::
 
 ``predictions`` are whole model responses, ``references`` gold answers; the
 answer is extracted and compared by the project's one grader
-(``domainspec.eval.math_grader.MathGrader``, mode ``strict`` or ``qwen-compat``).
+(``domainspec.eval.grader.math_grader.MathGrader``, mode ``strict`` or ``qwen-compat``).
 """
 import datasets
 import evaluate
@@ -32,7 +32,7 @@ class MathAccuracy(evaluate.Metric):
                                         "references": datasets.Value("string")}))
 
     def _compute(self, predictions, references, mode="strict"):
-        from domainspec.eval.math_grader import MathGrader
+        from domainspec.eval.grader.math_grader import MathGrader
 
         grades = MathGrader(mode=mode).grade_many(list(zip(predictions, references)))
         return {"accuracy": sum(g.correct for g in grades) / len(grades) if grades else 0.0}

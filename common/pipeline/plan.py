@@ -1,0 +1,400 @@
+"""pipelines.yaml: parse, validate and plan (no work is done here).
+
+File format::
+
+    workdir: runs                      # artifacts go to <workdir>/<pipeline>/<stage>/
+    templates:                         # shared stage definitions, used with `extends`
+      cpt_base: {type: cpt, config: {...}}
+    pipelines:
+      coder:
+        stages:
+          cpt: {extends: cpt_base, config: {data: [...]}}
+          sft:
+            type: coder_sft
+            config: {model: {name_or_path: "${cpt.model}"}}   # output `model` of stage `cpt`
+            launcher: {kind: deepspeed, nproc_per_node: 8}    # training stages only
+
+A ``${stage.output}`` reference makes the stage depend on that stage and is
+replaced by the output's path; ``needs: [stage]`` adds an ordering-only
+dependency. Every error (unknown stage type, unknown key, wrong type, missing
+input, cycle) names the file, line and key before anything runs.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from domainspec.common.config import (Config, ConfigError, LineIndex, apply_overrides, build_config, file_sha256,
+                                      load_yaml)
+from domainspec.common.pipeline.launchers import LauncherConfig
+from domainspec.common.pipeline.stages import STAGE_TYPES, StageType, get_stage_type
+
+REF = re.compile(r"\$\{([A-Za-z_][\w-]*)\.([A-Za-z_]\w*)\}")
+STAGE_KEYS = {"type", "extends", "needs", "launcher", "config", "config_from", "description"}
+TOP_KEYS = {"workdir", "templates", "pipelines", "version"}
+
+
+@dataclass
+class PlannedStage:
+    pipeline: str
+    name: str
+    type: StageType
+    config: Config
+    launcher: LauncherConfig
+    deps: list[str]
+    out_dir: Path
+    hash: str = ""
+    external_inputs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"{self.pipeline}/{self.name}"
+
+    def output_path(self, name: str) -> Path:
+        return self.out_dir / self.type.outputs[name]
+
+
+@dataclass
+class Plan:
+    source: str
+    workdir: Path
+    pipelines: dict[str, list[PlannedStage]]  # each list in execution order
+
+
+def _deep_merge(base: Any, over: Any, path: str = "") -> Any:
+    """``over`` merged into ``base``: mappings key by key; a mapping of indexes over a list item by item.
+
+    The second form is what ``--set coder.sft.stages.1.train.lr=5e-4`` becomes when the list lives
+    in a template or a ``config_from`` recipe rather than in the stage itself.
+    """
+    def at(k: Any) -> str:
+        return f"{path}.{k}" if path else str(k)
+
+    if isinstance(base, dict) and isinstance(over, dict):
+        out = dict(base)
+        for k, v in over.items():
+            out[k] = _deep_merge(base[k], v, at(k)) if k in base else copy.deepcopy(v)
+        return out
+    if isinstance(base, list) and isinstance(over, dict) and over and all(
+            isinstance(k, int) or (isinstance(k, str) and k.isdigit()) for k in over):
+        out = list(base)
+        for k, v in over.items():
+            if int(k) >= len(base):
+                raise ConfigError(f"{at(k)}: no item {k} in a list of {len(base)} (indexes start at 0)")
+            out[int(k)] = _deep_merge(base[int(k)], v, at(k))
+        return out
+    return copy.deepcopy(over)
+
+
+def _expand_overrides(overrides: Iterable[str] | None) -> list[str]:
+    """``coder.sft.lr=1`` is short for ``pipelines.coder.stages.sft.config.lr=1``."""
+    out = []
+    for item in overrides or ():
+        key, _, value = item.partition("=")
+        parts = key.split(".")
+        if parts[0] in TOP_KEYS or len(parts) < 3:
+            out.append(item)
+            continue
+        pipe, stage, rest = parts[0], parts[1], parts[2:]
+        prefix = f"pipelines.{pipe}.stages.{stage}."
+        if rest[0] not in STAGE_KEYS:
+            prefix += "config."
+        out.append(prefix + ".".join(rest) + "=" + value)
+    return out
+
+
+def _collect_refs(node: Any, found: list[tuple[str, str]]) -> None:
+    if isinstance(node, str):
+        found.extend(REF.findall(node))
+    elif isinstance(node, dict):
+        for v in node.values():
+            _collect_refs(v, found)
+    elif isinstance(node, list):
+        for v in node:
+            _collect_refs(v, found)
+
+
+def _substitute(node: Any, resolve) -> Any:
+    if isinstance(node, str):
+        return REF.sub(lambda m: resolve(m.group(1), m.group(2)), node)
+    if isinstance(node, dict):
+        return {k: _substitute(v, resolve) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_substitute(v, resolve) for v in node]
+    return node
+
+
+def _path_digest(path: Path, big: int = 64 << 20) -> str:
+    """Content hash of a file or folder; files over ``big`` bytes are keyed by size and mtime."""
+    def one(p: Path) -> str:
+        st = p.stat()
+        if st.st_size > big:
+            return f"size:{st.st_size}:mtime:{st.st_mtime_ns}"
+        return file_sha256(p)
+    if path.is_file():
+        return one(path)
+    h = hashlib.sha256()
+    for root, dirs, files in os.walk(path):
+        dirs.sort()
+        for f in sorted(files):
+            p = Path(root) / f
+            h.update(f"{p.relative_to(path)}\0{one(p)}\n".encode())
+    return h.hexdigest()
+
+
+def _external_paths(node: Any, workdir: Path, out: dict[str, str]) -> None:
+    """Existing local files/folders named in a config (data, base models) feed the stage hash."""
+    if isinstance(node, str):
+        if len(node) < 1024 and ("/" in node or node.endswith((".jsonl", ".json", ".parquet", ".txt", ".gguf"))):
+            p = Path(node).expanduser()
+            try:
+                exists = p.exists()
+            except OSError:
+                exists = False
+            if exists and workdir.resolve() not in p.resolve().parents:
+                out[node] = _path_digest(p)
+    elif isinstance(node, dict):
+        for v in node.values():
+            _external_paths(v, workdir, out)
+    elif isinstance(node, list):
+        for v in node:
+            _external_paths(v, workdir, out)
+
+
+def load_plan(path: str | Path, overrides: Iterable[str] | None = None, workdir: str | Path | None = None,
+              pipelines: Iterable[str] | None = None) -> Plan:
+    """Validate the whole file (every pipeline) and return the execution plan of the chosen pipelines."""
+    data, lines = load_yaml(path)
+    src = str(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{src}: expected a mapping with 'pipelines' at the top level")
+    apply_overrides(data, _expand_overrides(overrides))
+    errors: list[str] = []
+    for k in data:
+        if k not in TOP_KEYS:
+            errors.append(f"{lines.where((k,))}: {k}: unknown top-level key (expected one of {sorted(TOP_KEYS)})")
+    pipes = data.get("pipelines")
+    if not isinstance(pipes, dict) or not pipes:
+        raise ConfigError("\n".join(errors + [f"{lines.where(('pipelines',))}: pipelines: expected a non-empty "
+                                              f"mapping of pipeline name -> {{stages: ...}}"]))
+    templates = data.get("templates") or {}
+    wd = Path(workdir or data.get("workdir") or "runs")
+    if not wd.is_absolute():
+        wd = (Path.cwd() / wd)
+    # pipelines marked `default: false` (e.g. the real-scale examples) run only when named
+    wanted = list(pipelines) if pipelines else [n for n, d in pipes.items()
+                                               if not (isinstance(d, dict) and d.get("default") is False)]
+    for p in wanted:
+        if p not in pipes:
+            raise ConfigError(f"{src}: no pipeline {p!r}; the file defines: {', '.join(pipes)}")
+
+    plan = Plan(src, wd, {})
+    for pname, pdef in pipes.items():
+        try:
+            stages = _plan_pipeline(pname, pdef, templates, lines, wd, Path(src).resolve().parent)
+        except ConfigError as e:
+            errors.append(str(e))
+            continue
+        if pname in wanted:
+            plan.pipelines[pname] = stages
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return plan
+
+
+def _config_from(sdef: dict, sl: LineIndex, dotted: str, base_dir: Path) -> tuple[dict, LineIndex]:
+    """Deep-merge the stage's ``config`` over the YAML file named by ``config_from`` (relative to the
+    pipeline file), so a recipe file is reused rather than copied; errors point into the right file."""
+    ref = sdef.get("config_from")
+    if not ref:
+        return sdef, sl
+    path = Path(ref) if Path(ref).is_absolute() else base_dir / ref
+    if not path.is_file():
+        raise ConfigError(f"{sl.where(('config_from',))}: {dotted}.config_from: file not found: {path}")
+    base, base_lines = load_yaml(path)
+    if not isinstance(base, dict):
+        raise ConfigError(f"{path}: expected a mapping of config fields")
+    merged_lines = LineIndex(base_lines.source, {("config",) + k: v for k, v in base_lines.lines.items()})
+    own = {k: v for k, v in sl.lines.items() if k[:1] == ("config",) and len(k) > 1}
+    if own:  # keys given in the stage itself point into the pipeline file
+        merged_lines = _MixedLines({k: (sl.source, v) for k, v in own.items()}, merged_lines, sl)
+    else:
+        merged_lines = _MixedLines({}, merged_lines, sl)
+    out = dict(sdef)
+    out["config"] = _deep_merge(base, sdef.get("config") or {}, f"{dotted}.config")
+    return out, merged_lines
+
+
+class _MixedLines(LineIndex):
+    """Line index over two files: the stage's own keys first, then the config_from file, then the stage."""
+
+    def __init__(self, own: dict[tuple, tuple[str, int]], base: LineIndex, stage: LineIndex):
+        super().__init__(stage.source, stage.lines)
+        self.own, self.base = own, base
+
+    def where(self, path) -> str:
+        path = tuple(path)
+        p = path
+        while p:
+            if p in self.own:
+                return f"{self.own[p][0]}:{self.own[p][1]}"
+            if p in self.base.lines:
+                return f"{self.base.source}:{self.base.lines[p]}"
+            p = p[:-1]
+        return super().where(path)
+
+    def sub(self, prefix) -> "LineIndex":
+        prefix = tuple(prefix)
+        n = len(prefix)
+        own = {k[n:]: v for k, v in self.own.items() if k[:n] == prefix}
+        base = LineIndex(self.base.source, {k[n:]: v for k, v in self.base.lines.items() if k[:n] == prefix})
+        return _MixedLines(own, base, super().sub(prefix))
+
+
+def _plan_pipeline(pname: str, pdef: Any, templates: dict, lines: LineIndex, wd: Path,
+                   base_dir: Path) -> list[PlannedStage]:
+    base = ("pipelines", pname)
+    if not isinstance(pdef, dict) or not isinstance(pdef.get("stages"), dict) or not pdef["stages"]:
+        raise ConfigError(f"{lines.where(base)}: pipelines.{pname}: expected 'stages:' mapping stage name -> definition")
+    extra = set(pdef) - {"stages", "description", "default"}
+    if extra:
+        raise ConfigError(f"{lines.where(base + (sorted(extra)[0],))}: pipelines.{pname}.{sorted(extra)[0]}: unknown key")
+    errors: list[str] = []
+    raw: dict[str, dict] = {}
+    stage_lines: dict[str, LineIndex] = {}
+    for sname, sdef in pdef["stages"].items():
+        spath = base + ("stages", sname)
+        where = lines.where(spath)
+        dotted = ".".join(map(str, spath))
+        if not isinstance(sdef, dict):
+            errors.append(f"{where}: {dotted}: expected a mapping with 'type' and 'config'")
+            continue
+        sl = lines.sub(spath)
+        if "extends" in sdef:
+            tname = sdef["extends"]
+            if tname not in templates:
+                errors.append(f"{lines.where(spath + ('extends',))}: {dotted}.extends: no template {tname!r} "
+                              f"(templates: {', '.join(templates) or 'none'})")
+                continue
+            tl = lines.sub(("templates", tname))
+            tl.lines.update(sl.lines)  # the stage's own keys win, inherited keys point into the template
+            sl = tl
+            sdef = _deep_merge({k: v for k, v in templates[tname].items()}, {k: v for k, v in sdef.items() if k != "extends"}, dotted)
+        try:
+            sdef, sl = _config_from(sdef, sl, dotted, base_dir)
+        except ConfigError as e:
+            errors.append(str(e))
+            continue
+        unknown = set(sdef) - STAGE_KEYS
+        for k in sorted(unknown):
+            errors.append(f"{sl.where((k,))}: {dotted}.{k}: unknown stage key (expected {sorted(STAGE_KEYS)})")
+        stype = sdef.get("type")
+        if stype not in STAGE_TYPES:
+            errors.append(f"{sl.where(('type',))}: {dotted}.type: unknown stage type {stype!r}; "
+                          f"known: {', '.join(sorted(STAGE_TYPES))}")
+            continue
+        raw[sname] = sdef
+        stage_lines[sname] = sl
+    if errors:
+        raise ConfigError("\n".join(errors))
+
+    # dependencies from ${stage.output} references and needs:
+    deps: dict[str, list[str]] = {}
+    types: dict[str, StageType] = {}
+    for sname, sdef in raw.items():
+        types[sname] = get_stage_type(sdef["type"])
+    for sname, sdef in raw.items():
+        dotted = f"pipelines.{pname}.stages.{sname}"
+        refs: list[tuple[str, str]] = []
+        _collect_refs(sdef.get("config"), refs)
+        d: list[str] = []
+        for up, out in refs:
+            if up not in raw:
+                errors.append(f"{stage_lines[sname].where(('config',))}: {dotted}.config: reference ${{{up}.{out}}}: "
+                              f"no stage {up!r} in pipeline {pname!r}")
+            elif out not in types[up].outputs:
+                errors.append(f"{stage_lines[sname].where(('config',))}: {dotted}.config: reference ${{{up}.{out}}}: "
+                              f"stage {up!r} ({raw[up]['type']}) has outputs {sorted(types[up].outputs)}")
+            elif up not in d:
+                d.append(up)
+        needs = sdef.get("needs") or []
+        if not isinstance(needs, list):
+            errors.append(f"{stage_lines[sname].where(('needs',))}: {dotted}.needs: expected a list of stage names")
+            needs = []
+        for up in needs:
+            if up not in raw:
+                errors.append(f"{stage_lines[sname].where(('needs',))}: {dotted}.needs: no stage {up!r} in pipeline {pname!r}")
+            elif up not in d:
+                d.append(up)
+        deps[sname] = d
+    if errors:
+        raise ConfigError("\n".join(errors))
+
+    order = _toposort(pname, list(raw), deps, stage_lines)
+    planned: dict[str, PlannedStage] = {}
+    out: list[PlannedStage] = []
+    for sname in order:
+        if any(u not in planned for u in deps[sname]):
+            continue  # an upstream stage is invalid; its error is already reported
+        sdef = raw[sname]
+        st = types[sname]
+        out_dir = wd / pname / sname
+
+        def resolve(up: str, name: str) -> str:
+            return str(planned[up].output_path(name))
+
+        cfg_raw = _substitute(sdef.get("config") or {}, resolve)
+        try:
+            cfg = build_config(st.config_cls, cfg_raw, stage_lines[sname].sub(("config",)),
+                               prefix=("pipelines", pname, "stages", sname, "config"))
+            launcher = build_config(LauncherConfig, sdef.get("launcher") or {}, stage_lines[sname].sub(("launcher",)),
+                                    prefix=("pipelines", pname, "stages", sname, "launcher"))
+        except ConfigError as e:
+            errors.append(str(e))
+            continue
+        if launcher.kind != "local" and not st.distributed:
+            errors.append(f"{stage_lines[sname].where(('launcher',))}: pipelines.{pname}.stages.{sname}.launcher: "
+                          f"stage type {st.name!r} is not a training stage; only training stages take a launcher")
+            continue
+        ext: dict[str, str] = {}
+        _external_paths(cfg.to_dict(), wd, ext)
+        ps = PlannedStage(pname, sname, st, cfg, launcher, deps[sname], out_dir, external_inputs=ext)
+        blob = json.dumps({"type": st.name, "config": cfg.to_dict(), "external": ext,
+                           "upstream": {u: planned[u].hash for u in deps[sname]}}, sort_keys=True)
+        ps.hash = hashlib.sha256(blob.encode()).hexdigest()
+        planned[sname] = ps
+        out.append(ps)
+    if errors:
+        raise ConfigError("\n".join(errors))
+    return out
+
+
+def _toposort(pname: str, names: list[str], deps: dict[str, list[str]], stage_lines: dict[str, LineIndex]) -> list[str]:
+    """Kahn's algorithm; ties keep file order. A cycle is reported with its members and lines."""
+    indeg = {n: len(deps[n]) for n in names}
+    users: dict[str, list[str]] = {n: [] for n in names}
+    for n in names:
+        for u in deps[n]:
+            users[u].append(n)
+    ready = [n for n in names if indeg[n] == 0]
+    order: list[str] = []
+    while ready:
+        n = ready.pop(0)
+        order.append(n)
+        for m in users[n]:
+            indeg[m] -= 1
+            if indeg[m] == 0:
+                ready.append(m)
+                ready.sort(key=names.index)
+    if len(order) != len(names):
+        cyc = [n for n in names if n not in order]
+        where = stage_lines[cyc[0]].where(())
+        raise ConfigError(f"{where}: pipelines.{pname}: dependency cycle among stages "
+                          + ", ".join(f"{n} (needs {', '.join(deps[n])})" for n in cyc))
+    return order

@@ -1,0 +1,92 @@
+"""What the training loop reports: metrics.jsonl, TensorBoard (when installed), MFU.
+
+``metrics.jsonl`` has one JSON row per logged step: ``step`` (optimizer steps done),
+``loss`` (mean over the step's target tokens, all ranks), ``lr`` (the LR that update
+used), ``grad_norm`` (before clipping), ``tokens_per_second`` (all ranks, since the
+previous row), ``mfu`` (null when the device's peak FLOPs are unknown, e.g. on CPU)
+plus the objective's metrics. On resume, rows after the checkpoint's step are dropped
+so the file reads as one uninterrupted run.
+
+MFU = model FLOPs per token x tokens/s / (peak FLOPs per device x world size), with
+the model FLOPs from :func:`domainspec.common.models.loading.model_flops_per_token` when that
+module provides it, else the PaLM estimate (Chowdhery et al. 2022, appendix B):
+6 N + 12 L H T per token (N non-embedding parameters, L layers, H hidden, T seq_len).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# dense bf16 tensor-core peak FLOP/s by device-name substring (vendor data sheets, no sparsity)
+_PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12,
+              "RTX 4090": 165e12, "L4": 121e12}
+
+
+def peak_flops_per_device() -> float | None:
+    """bf16 peak FLOP/s of this process's accelerator, or None when unknown (CPU)."""
+    try:
+        from domainspec.common.models.loading import peak_flops  # type: ignore[attr-defined]
+        return peak_flops()
+    except (ImportError, AttributeError):
+        pass
+    import torch
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    return next((v for k, v in _PEAK_BF16.items() if k in name), None)
+
+
+def flops_per_token(model: Any, seq_len: int) -> float:
+    """Training FLOPs per token (forward + backward) of ``model`` at ``seq_len``."""
+    try:
+        from domainspec.common.models.loading import model_flops_per_token
+        return float(model_flops_per_token(model, seq_len))
+    except (ImportError, AttributeError):
+        pass
+    cfg = model.config
+    emb = model.get_input_embeddings().weight
+    n = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
+    n -= getattr(emb, "ds_numel", emb.numel())
+    return 6.0 * n + 12.0 * cfg.num_hidden_layers * cfg.hidden_size * seq_len
+
+
+class MetricsLog:
+    """Append-only metrics.jsonl (+ TensorBoard); only rank 0 writes."""
+
+    def __init__(self, out_dir: Path, enabled: bool, resume_step: int = 0):
+        self.path = Path(out_dir) / "metrics.jsonl"
+        self.enabled = enabled
+        self.tb = None
+        if not enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step == 0:
+            self.path.write_text("")
+        elif self.path.exists():
+            keep = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= resume_step]
+            self.path.write_text("".join(ln + "\n" for ln in keep))
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.tb = SummaryWriter(str(Path(out_dir) / "tensorboard"))
+        except ImportError:
+            log.info("tensorboard not installed; metrics go to %s only", self.path)
+
+    def write(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        clean = {k: (None if isinstance(v, float) and not math.isfinite(v) and k != "loss" else v) for k, v in row.items()}
+        with self.path.open("a") as f:
+            f.write(json.dumps(clean) + "\n")
+        if self.tb is not None:
+            for k, v in row.items():
+                if k != "step" and isinstance(v, (int, float)):
+                    self.tb.add_scalar(f"train/{k}", v, row["step"])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()

@@ -1,0 +1,186 @@
+"""The one math answer grader of the project: GSM8K/MATH scoring, rejection sampling, maj@k.
+
+    from domainspec.eval.grader.math_grader import MathGrader, is_equiv, extract_answer
+    grader = MathGrader("strict")            # or "qwen-compat"
+    grader.grade(model_reply, gold)          # Grade(extracted=..., correct=...)
+    is_equiv("\\dfrac{1}{2}", "0.5")          # True
+
+Two modes (write ``mode`` and ``GRADER_VERSION`` next to every reported number):
+- ``strict`` (default): extraction in ``eval/grader/extract.py``, normalization that never deletes
+  mathematical content (``eval/grader/normalize.py``), exact equivalence (``eval/grader/equiv.py``).
+- ``qwen-compat``: Qwen2.5-Math's conventions and leniencies (``eval/grader/qwen_compat.py``).
+
+Every check that needs sympy runs in a grader worker process under a hard time limit
+(``eval/grader/pool.py``): a check that runs over ``timeout_s`` is "not equal" and costs at most
+that long, from the main thread, other threads or process-pool workers alike, with the same
+answers. Same-text and plain-number checks are answered in-process. Guarded results are cached
+per process (an LRU keyed on the normalized pair), timeouts are not.
+"""
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Literal, Sequence
+
+from domainspec.eval.grader.equiv import cheap_equiv
+from domainspec.eval.grader.extract import extract_final, gsm8k_gold, math_gold, last_boxed  # noqa: F401
+from domainspec.eval.grader.normalize import normalize
+from domainspec.eval.grader.qwen_compat import qwen_cheap_equal, qwen_extract, qwen_majority, qwen_strip_string
+
+GRADER_VERSION = "1.0.0"
+GraderMode = Literal["strict", "qwen-compat"]
+MODES = ("strict", "qwen-compat")
+_CACHE_SIZE = 65536
+_cache: OrderedDict = OrderedDict()
+_cache_lock = threading.Lock()
+
+__all__ = ["GRADER_VERSION", "GraderMode", "Grade", "MathGrader", "extract_answer", "gsm8k_gold",
+           "is_equiv", "math_gold", "normalize_answer"]
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in MODES:
+        raise ValueError(f"unknown grader mode {mode!r}; expected one of {MODES}")
+
+
+def extract_answer(text: str, mode: GraderMode = "strict") -> str | None:
+    """The final answer of a reply: last ``\\boxed{}``/``\\fbox{}``, "The answer is", ``#### N``,
+    else the last number (strict: see ``eval/grader/extract.py``; qwen-compat: Qwen's order, the
+    answer before Qwen's ``strip_string``, which ``is_equiv`` applies). None when there is none."""
+    _check_mode(mode)
+    if text is None:
+        return None
+    if mode == "qwen-compat":
+        return qwen_extract(text) or None
+    return extract_final(text)
+
+
+def normalize_answer(answer: str, mode: GraderMode = "strict") -> str:
+    _check_mode(mode)
+    return qwen_strip_string(answer) if mode == "qwen-compat" else normalize(answer)
+
+
+def _cached(key):
+    with _cache_lock:
+        if key in _cache:
+            _cache.move_to_end(key)
+            return _cache[key]
+    return None
+
+
+def _store(key, value: bool):
+    with _cache_lock:
+        _cache[key] = value
+        if len(_cache) > _CACHE_SIZE:
+            _cache.popitem(last=False)
+
+
+def is_equiv(pred: str | None, gold: str, mode: GraderMode = "strict", timeout_s: float = 5.0) -> bool:
+    """Whether the extracted answer ``pred`` equals the gold answer (both answer strings, not
+    whole replies). Never raises on odd input and never takes much longer than ``timeout_s``."""
+    _check_mode(mode)
+    if pred is None or gold is None:
+        return False
+    p, g = normalize_answer(str(pred), mode), normalize_answer(str(gold), mode)
+    cheap = cheap_equiv(p, g) if mode == "strict" else qwen_cheap_equal(p, g)
+    if cheap is not None:
+        return cheap
+    key = (mode, p, g)
+    hit = _cached(key)
+    if hit is not None:
+        return hit
+    from domainspec.eval.grader.pool import get_pool
+
+    answer = get_pool().check(mode, p, g, timeout_s)
+    if answer is None:  # ran over the limit: "not equal", not cached (a loaded machine may be slow)
+        return False
+    _store(key, answer)
+    return answer
+
+
+@dataclass(frozen=True)
+class Grade:
+    extracted: str | None
+    correct: bool
+
+
+class MathGrader:
+    """Grades whole replies against gold answers with one mode; safe to share between threads."""
+
+    def __init__(self, mode: GraderMode = "strict", timeout_s: float = 5.0):
+        _check_mode(mode)
+        if timeout_s <= 0:
+            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
+        self.mode = mode
+        self.timeout_s = timeout_s
+        self.version = GRADER_VERSION
+
+    def extract(self, response: str) -> str | None:
+        return extract_answer(response, self.mode)
+
+    def equiv(self, pred: str | None, gold: str) -> bool:
+        return is_equiv(pred, gold, self.mode, self.timeout_s)
+
+    def grade(self, response: str, gold: str) -> Grade:
+        extracted = self.extract(response)
+        return Grade(extracted, self.equiv(extracted, gold))
+
+    def grade_many(self, pairs: Sequence[tuple[str, str]], progress: bool = False) -> list[Grade]:
+        """Order preserved; guarded checks of different pairs run in parallel worker processes."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from domainspec.eval.grader.pool import get_pool
+
+        pairs = list(pairs)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(pairs), desc=f"grading ({self.mode})")
+
+        def one(pair):
+            result = self.grade(*pair)
+            if bar is not None:
+                bar.update(1)
+            return result
+
+        if len(pairs) < 8:
+            results = [one(p) for p in pairs]
+        else:
+            with ThreadPoolExecutor(max_workers=get_pool().max_workers) as ex:
+                results = list(ex.map(one, pairs))
+        if bar is not None:
+            bar.close()
+        return results
+
+    def majority_vote(self, answers: Sequence[str | None]) -> str | None:
+        """maj@k answer. strict: the largest cluster of mutually equivalent answers (ties: the
+        cluster seen first), returned as its first member; qwen-compat: exact string vote of the
+        normalized answers."""
+        if self.mode == "qwen-compat":
+            return qwen_majority([qwen_strip_string(a) if a is not None else None for a in answers])
+        clusters: list[list[str]] = []
+        for a in answers:
+            if a is None or not str(a).strip():
+                continue
+            for cluster in clusters:
+                if self.equiv(a, cluster[0]):
+                    cluster.append(a)
+                    break
+            else:
+                clusters.append([a])
+        if not clusters:
+            return None
+        best = max(len(c) for c in clusters)
+        return next(c[0] for c in clusters if len(c) == best)
+
+    def accuracy(self, correct_per_task: Sequence[Sequence[bool]]) -> float:
+        """Mean accuracy over tasks. strict: the mean over all samples of each task (pass@1's
+        unbiased estimate); qwen-compat: the first sample of each task only (Qwen's convention)."""
+        rows = [list(r) for r in correct_per_task if len(r)]
+        if not rows:
+            return 0.0
+        if self.mode == "qwen-compat":
+            return sum(bool(r[0]) for r in rows) / len(rows)
+        return sum(sum(map(bool, r)) / len(r) for r in rows) / len(rows)
