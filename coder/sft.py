@@ -10,11 +10,12 @@ coder/heldout_eval.py. The starting model is scored too, so every stage's gain i
 Layout of ``out_dir``::
 
     resolved_config.yaml  summary.json  report.md  eval_base/
-    <i>_<stage>/  data_report.json  metrics.jsonl  checkpoints/  final/  eval/  summary.json  done.json
+    <i>_<stage>/  data_report.json  metrics.jsonl  checkpoints/  final/  eval/  summary.json
 
-Resume: a stage with ``done.json`` whose hash matches is skipped; a stage killed mid-way
-resumes from its last checkpoint (``train.save_every``); a stage whose config (or an
-earlier stage) changed is wiped and re-run.
+Resume (``common/pipeline/markers.py``): a stage whose done marker holds its hash (its config,
+the exec filter's and every earlier stage's) is skipped; a stage killed mid-way resumes from
+its last checkpoint (``train.save_every``); a stage whose config (or an earlier stage) changed
+is wiped and re-run. A scoring is skipped while its marker holds the eval settings and model.
 
 Usage::
 
@@ -23,18 +24,19 @@ Usage::
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
+from domainspec.common.artifacts import content_hash
 from domainspec.common.config import (Config, ConfigError, LineIndex, apply_overrides, build_config, load_yaml)
 from domainspec.common.models.loading import ModelConfig
+from domainspec.common.pipeline import markers
+from domainspec.common.pipeline.markers import Action
 from domainspec.common.pipeline.stages import StageType
 from domainspec.common.train.loop import TrainConfig
 from domainspec.coder.exec_filter import ExecFilterConfig
@@ -124,10 +126,6 @@ def load_coder_sft_config(path: str | Path | None = None, overrides: list[str] |
 # ---------------------------------------------------------------- running
 
 
-def _hash(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
 def _train_stage(stage: SFTStageConfig, cfg: CoderSFTConfig, model_cfg: ModelConfig, sdir: Path
                  ) -> tuple[Path, int | None]:
     from domainspec.common.data.chat_data import row_to_messages
@@ -147,13 +145,12 @@ def _train_stage(stage: SFTStageConfig, cfg: CoderSFTConfig, model_cfg: ModelCon
 def _evaluate(model_cfg: ModelConfig, cfg: CoderSFTConfig, out: Path, root: Path) -> dict:
     from domainspec.coder.heldout_eval import evaluate_checkpoint, toy_heldout_file
 
-    done, key = out / "eval_summary.json", out / "eval_settings_hash.txt"
-    settings_hash = _hash([cfg.eval.to_dict(), model_cfg.to_dict()])
-    if done.is_file() and key.is_file() and key.read_text() == settings_hash:
-        return json.loads(done.read_text())  # scored earlier with the same settings
+    settings_hash = content_hash([cfg.eval.to_dict(), model_cfg.to_dict()])
+    if (done := markers.is_done(out, settings_hash)).action is Action.SKIP:
+        return done.marker.result  # scored earlier with the same settings
     toy = toy_heldout_file(cfg.eval, root) if cfg.eval.toy_tasks else None
     result = evaluate_checkpoint(model_cfg, cfg.eval, out, toy_data=toy)
-    key.write_text(settings_hash)
+    markers.write_done(out, settings_hash, result)
     return result
 
 
@@ -177,24 +174,23 @@ def run_coder_sft(cfg: CoderSFTConfig, out_dir: str | Path) -> dict:
     model_cfg = cfg.model
     if cfg.eval_base:
         summary["base"] = _metrics(_evaluate(model_cfg, cfg, out / "eval_base", out))
-    chain = _hash(cfg.model.to_dict())
+    chain = content_hash(cfg.model.to_dict())
     for i, stage in enumerate(cfg.stages):
         sdir = out / f"{i + 1}_{stage.name}"
-        chain = _hash([chain, stage.to_dict(), cfg.exec_filter.to_dict()])
-        marker, started = sdir / "done.json", sdir / "stage_hash.txt"
+        chain = content_hash([chain, stage.to_dict(), cfg.exec_filter.to_dict()])
         stage_start = time.perf_counter()
-        if marker.is_file() and json.loads(marker.read_text()).get("hash") == chain:
+        if (done := markers.is_done(sdir, chain)).action is Action.SKIP:
             log.info("stage %d (%s): done earlier, skipped", i + 1, stage.name)
-            record = json.loads(marker.read_text())["summary"]
+            record = done.marker.result
             if cfg.eval_every_stage or i == len(cfg.stages) - 1:  # re-scored only if eval settings changed
                 stage_model = model_cfg.model_copy(update={"name_or_path": record["final"], "gguf_file": None})
                 record["eval"] = _metrics(_evaluate(stage_model, cfg, sdir / "eval", out))
         else:
-            if sdir.exists() and (not started.is_file() or started.read_text() != chain):
+            if sdir.exists() and not markers.may_resume(sdir, chain):
                 log.info("stage %d (%s): config or an earlier stage changed; starting it afresh", i + 1, stage.name)
                 shutil.rmtree(sdir)
             sdir.mkdir(parents=True, exist_ok=True)
-            started.write_text(chain)
+            markers.mark_running(sdir, chain)
             stage.save_resolved(sdir, "stage_config.yaml")
             final, resumed_from = _train_stage(stage, cfg, model_cfg, sdir)
             stage_model = model_cfg.model_copy(update={"name_or_path": str(final), "gguf_file": None})
@@ -207,7 +203,7 @@ def run_coder_sft(cfg: CoderSFTConfig, out_dir: str | Path) -> dict:
                       "resumed_from_step": resumed_from, "data": json.loads((sdir / "data_report.json").read_text()),
                       "eval": _metrics(scores), "seconds": round(time.perf_counter() - stage_start, 1)}
             (sdir / "summary.json").write_text(json.dumps(record, indent=2))
-            marker.write_text(json.dumps({"hash": chain, "summary": record}))
+            markers.write_done(sdir, chain, record, elapsed_s=record["seconds"])
         summary["stages"].append(record)
         model_cfg = model_cfg.model_copy(update={"name_or_path": record["final"], "gguf_file": None})
     summary["final_model"] = model_cfg.name_or_path

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -65,8 +66,9 @@ def iter_jsonl(path: str | Path, tolerate_torn_tail: bool = False) -> Iterator[R
                 for i, item in enumerate(items):
                     yield f"{path}[{i}]", _as_object(item, f"{path}[{i}]")
                 return
-            lines: Iterable[str] = text.splitlines(keepends=True)
-            yield from _parse_lines(path, lines, tolerate_torn_tail)
+            # split on "\n" only, as reading the file line by line does (str.splitlines would also
+            # split inside a JSON string holding a raw U+2028)
+            yield from _parse_lines(path, io.StringIO(text), tolerate_torn_tail)
             return
         with _open_text(path) as fh:
             yield from _parse_lines(path, fh, tolerate_torn_tail)

@@ -19,6 +19,8 @@ from typing import Any, Iterable, Mapping, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from domainspec.common.artifacts import file_sha256  # noqa: F401  (its home is artifacts; plan.py imports it from here)
+
 C = TypeVar("C", bound="Config")
 
 
@@ -200,15 +202,3 @@ def load_config(cls: type[C], path: str | Path | None = None, overrides: Iterabl
         raise ConfigError(f"{lines.source}: expected a mapping at the top level, got {type(data).__name__}")
     apply_overrides(data, overrides)
     return build_config(cls, data, lines)
-
-
-def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Content hash of a file (caches and skip decisions key on content, never on existence)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()

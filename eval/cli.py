@@ -26,7 +26,11 @@ def _ks(text: str) -> tuple[int, ...]:
 
 
 def register(subparsers) -> None:
+    from typing import get_args
+
+    from domainspec.common.models.sampling import add_sampling_args
     from domainspec.eval.benchmarks.registry import benchmark_names  # light: benchmark modules import nothing heavy
+    from domainspec.eval.grader.math_grader import GraderMode
 
     names = benchmark_names()
     p = subparsers.add_parser("eval", help="score samples on a benchmark, or generate samples with a model")
@@ -37,7 +41,7 @@ def register(subparsers) -> None:
     s.add_argument("--samples", required=True, help="JSONL rows {task_id, completion[, score, style]}")
     s.add_argument("--data", default=None, help="benchmark file, folder or hub name (HumanEval: packaged copy)")
     s.add_argument("--k", type=_ks, default=(1,), help="pass@k values, comma-separated (default 1)")
-    s.add_argument("--grader", choices=("strict", "qwen-compat"), default="strict", help="math answer grader mode")
+    s.add_argument("--grader", choices=get_args(GraderMode), default="strict", help="math answer grader mode")
     s.add_argument("--timeout", type=float, default=None, help="per-program wall-clock limit in seconds (code)")
     s.add_argument("--workers", type=int, default=None, help="parallel sandbox workers (default: CPU count)")
     s.add_argument("--limit", type=int, default=None, help="score only the first L tasks of the data")
@@ -52,14 +56,9 @@ def register(subparsers) -> None:
     g.add_argument("--model", required=True, help="HF folder, hub name, *.gguf file, or 'tiny'")
     g.add_argument("--gguf-file", default=None, help="GGUF file name inside --model's folder")
     g.add_argument("--data", default=None, help="benchmark file, folder or hub name")
-    g.add_argument("--n", type=int, default=1, help="samples per task")
-    g.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    g.add_argument("--top-p", type=float, default=1.0)
-    g.add_argument("--max-new-tokens", type=int, default=512)
-    g.add_argument("--batch-size", type=int, default=8)
+    add_sampling_args(g)
     g.add_argument("--style", choices=("base", "chat", "auto"), default="auto",
                    help="prompt style: few-shot/continuation (base), chat template (chat), or by tokenizer (auto)")
-    g.add_argument("--seed", type=int, default=0)
     g.add_argument("--limit", type=int, default=None, help="only the first L tasks")
     g.add_argument("--split", default=None, help="data split (MBPP: test|validation|train|prompt|all)")
     g.add_argument("--out", required=True, help="samples JSONL (resumed: samples already there are kept)")
@@ -68,11 +67,12 @@ def register(subparsers) -> None:
 
 def _score(args: argparse.Namespace) -> int:
     from domainspec.eval.datafiles import EvalDataError
+    from domainspec.eval.benchmarks.base import Kind
     from domainspec.eval.benchmarks.registry import get_benchmark
     from domainspec.eval.scoring import score
 
     sandbox_config = None
-    if get_benchmark(args.benchmark).kind == "code":
+    if get_benchmark(args.benchmark).kind is Kind.CODE:
         from domainspec.common.sandbox.pool import SandboxConfig
 
         overrides = {k: v for k, v in (("timeout_s", args.timeout), ("workers", args.workers)) if v is not None}
@@ -91,11 +91,16 @@ def _score(args: argparse.Namespace) -> int:
 
 
 def _generate(args: argparse.Namespace) -> int:
+    from domainspec.common.models.sampling import sampling_from_args
     from domainspec.eval.datafiles import EvalDataError
-    from domainspec.eval.generate import run_generate
+    from domainspec.eval.generate import benchmark_run, generate_for_benchmark
 
     try:
-        return int(run_generate(args) or 0)
+        run = benchmark_run(args.benchmark, args.model, sampling_from_args(args), args.data, args.split, args.limit,
+                            args.style, args.gguf_file)
+        rows = generate_for_benchmark(run, args.out)
     except EvalDataError as e:
         print(f"domainspec eval generate: error: {e}", file=sys.stderr)
         return 2
+    print(f"{args.benchmark}: {len(rows)} samples in {args.out}")
+    return 0

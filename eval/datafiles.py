@@ -4,10 +4,10 @@ Usage::
 
     rows = load_rows("../shared/data/gsm8k/test.jsonl")          # [(where, row), ...]
     rows = load_rows("openai/gsm8k:main", split="test")          # datasets.load_dataset
-    tid = row_id(row, index)                                      # task_id > unique_id > idx > index
+    ids = unique_ids(rows)                                        # row ids (common.artifacts.row_id)
 
-A local ``.jsonl``/``.jsonl.gz``/``.json`` file is read line by line so that a bad
-line is reported as ``path:line``; a folder or a hub name (``name`` or
+A local ``.jsonl``/``.jsonl.gz``/``.json`` file is read by :func:`domainspec.common.artifacts.read_jsonl`,
+so a bad line is reported as ``path:line``; a folder or a hub name (``name`` or
 ``name:config``) goes through ``datasets.load_dataset`` (parquet/csv files too).
 Every problem raises :class:`EvalDataError` naming the file and line (or the hub
 split and row). This module does not know benchmark formats; the benchmark
@@ -15,64 +15,17 @@ modules check their own fields with :func:`require`.
 """
 from __future__ import annotations
 
-import gzip
-import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Iterable
+
+from domainspec.common.artifacts import DataFileError, Row, read_jsonl, row_id
 
 LOCAL_JSON_SUFFIXES = (".jsonl", ".jsonl.gz", ".json", ".json.gz")
 # files datasets' packaged builders read (load_dataset(<builder>, data_files=...))
 LOCAL_BUILDER_SUFFIXES = {".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
 
-Row = tuple[str, dict]  # (where: "path:line" or "hub[split]#i", the row)
-
-
-class EvalDataError(ValueError):
-    """A benchmark data file or samples file that cannot be used; the message names where."""
-
-
-def _open_text(path: Path):
-    if path.name.endswith(".gz"):
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
-def read_jsonl(path: str | Path) -> list[Row]:
-    """Rows of a JSON-lines file (``.gz`` ok; blank lines skipped), each with its ``path:line``.
-
-    A ``.json`` file holding one JSON array of objects is accepted too.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise EvalDataError(f"{path}: no such file")
-    try:
-        with _open_text(path) as fh:
-            text = fh.read()
-    except (OSError, UnicodeDecodeError, EOFError) as e:
-        raise EvalDataError(f"{path}: cannot read: {e}") from e
-    if path.name.endswith((".json", ".json.gz")) and text.lstrip().startswith("["):
-        try:
-            items = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise EvalDataError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from e
-        return [(f"{path}[{i}]", _as_object(item, f"{path}[{i}]")) for i, item in enumerate(items)]
-    rows: list[Row] = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{lineno}"
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise EvalDataError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from e
-        rows.append((where, _as_object(item, where)))
-    return rows
-
-
-def _as_object(item: Any, where: str) -> dict:
-    if not isinstance(item, dict):
-        raise EvalDataError(f"{where}: expected a JSON object, got {type(item).__name__}")
-    return item
+# one error type for every data file (common.artifacts); the old name stays for eval's callers
+EvalDataError = DataFileError
 
 
 def _looks_local(source: str) -> bool:
@@ -117,14 +70,6 @@ def _load_with_datasets(name: str, config: str | None, split: str, label: str,
     return [(f"{label}[{split}]#{i}", dict(row)) for i, row in enumerate(ds)]
 
 
-def row_id(row: dict, index: int) -> str:
-    """A data row's id as a string: ``task_id``, else ``unique_id``, else ``idx``, else its 0-based index."""
-    for key in ("task_id", "unique_id", "idx"):
-        if row.get(key) is not None:
-            return str(row[key])
-    return str(index)
-
-
 def require(row: dict, where: str, fields: Iterable[str], types: dict[str, type | tuple] | None = None) -> None:
     """Raise :class:`EvalDataError` naming ``where`` when a field is missing or has the wrong type."""
     missing = [f for f in fields if f not in row]
@@ -139,7 +84,7 @@ def require(row: dict, where: str, fields: Iterable[str], types: dict[str, type 
 
 
 def unique_ids(rows: list[Row]) -> list[str]:
-    """Ids of ``rows`` (see :func:`row_id`); a repeated id raises naming both rows."""
+    """Ids of ``rows`` (:func:`domainspec.common.artifacts.row_id`); a repeated id raises naming both rows."""
     seen: dict[str, str] = {}
     ids = []
     for i, (where, row) in enumerate(rows):

@@ -1,4 +1,9 @@
-"""``domainspec eval generate``: sample completions for a benchmark into a resumable JSONL file.
+"""Sampling completions into a resumable samples JSONL: the generate half of the one generate->score path.
+
+:func:`generate_samples` is what every evaluation uses (the ``eval`` stage and ``domainspec eval
+generate`` through :func:`generate_for_benchmark`, the Coder held-out eval, the math loop's
+evaluation); what differs is only the *completer* that turns tasks into texts (a benchmark's
+prompts through a backend, or CoT/TIR inference).
 
 Usage::
 
@@ -14,14 +19,17 @@ stop sequences come from the benchmark object; this module does not score.
 """
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
 import logging
 import re
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Sequence
 
+from domainspec.common.artifacts import content_hash, read_jsonl_rows
+from domainspec.common.models.sampling import SamplingConfig
+from domainspec.eval.benchmarks.base import Task
 from domainspec.eval.datafiles import EvalDataError
 
 log = logging.getLogger(__name__)
@@ -42,10 +50,6 @@ def resolve_style(requested: str, model_name: str, tokenizer) -> str:
         raise EvalDataError(f"--style must be base, chat or auto, got {requested!r}")
     instruct = bool(_INSTRUCT_NAME.search(model_name)) or tokenizer.eos_token in _CHAT_EOS
     return "chat" if instruct and getattr(tokenizer, "chat_template", None) else "base"
-
-
-def generation_hash(settings: dict) -> str:
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def read_done(path: Path, gen_hash: str) -> dict[str, set[int]]:
@@ -89,61 +93,105 @@ def _missing_runs(indices: set[int], n: int) -> list[tuple[int, int]]:
     return runs
 
 
-def run_generate(args: argparse.Namespace) -> int:
-    from domainspec.common.models.generation import GenerationParams, make_backend
-    from domainspec.common.models.loading import ModelConfig, load_model_and_tokenizer
-    from domainspec.eval.benchmarks.registry import get_benchmark
+# One completer = how a list of tasks becomes completions: (tasks, sampling, sample_start, on_done) -> per task,
+# ``sampling.n`` texts. ``sample_start[i]`` is the sample index of task i's first completion (resuming);
+# ``on_done(i, texts)`` is called as soon as task i's completions are finished.
+Completer = Callable[[Sequence[Task], SamplingConfig, Sequence[int], Callable[[int, list[str]], None] | None],
+                     list[list[str]]]
 
-    bench = get_benchmark(args.benchmark)
-    tasks = bench.load(getattr(args, "data", None), limit=getattr(args, "limit", None),
-                       **({"split": args.split} if getattr(args, "split", None) else {}))
-    model_cfg = ModelConfig(name_or_path=args.model, gguf_file=getattr(args, "gguf_file", None))
-    model, tokenizer = load_model_and_tokenizer(model_cfg)
-    backend = make_backend("hf", model=model, tokenizer=tokenizer)
-    style = resolve_style(getattr(args, "style", "auto") or "auto",
-                          f"{args.model} {getattr(args, 'gguf_file', None) or ''}", tokenizer)
-    stop = list(bench.stop_sequences(style))
-    n = int(args.n)
-    settings = {"benchmark": bench.name, "version": bench.version, "model": args.model,
-                "gguf_file": getattr(args, "gguf_file", None), "style": style, "stop": stop,
-                "temperature": float(args.temperature), "top_p": float(getattr(args, "top_p", 1.0)),
-                "max_new_tokens": int(args.max_new_tokens), "seed": int(getattr(args, "seed", 0))}
-    gen_hash = generation_hash(settings)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    done = read_done(out, gen_hash)
 
-    # (task, first sample index) jobs, grouped by how many samples each still needs
-    groups: dict[int, list[tuple[object, int]]] = defaultdict(list)
-    for task in tasks:
-        for start, count in _missing_runs(done.get(task.task_id, set()), n):
-            groups[count].append((task, start))
-    todo = sum(count * len(jobs) for count, jobs in groups.items())
-    log.info("%s: %d tasks x %d samples, style %s, stop %s; %d already in %s, %d to generate",
-             bench.name, len(tasks), n, style, stop, len(tasks) * n - todo, out, todo)
-
-    def render(task) -> str:
-        p = bench.prompt(task, style)
+def prompted_completer(backend, bench, style: str, render: Callable[[Task], str | list[dict]] | None = None,
+                       progress: bool = True) -> Completer:
+    """Completions of the benchmark's prompt (or ``render(task)``: a string or chat messages) through ``backend``."""
+    def prompt_text(task: Task) -> str:
+        p = render(task) if render is not None else bench.prompt(task, style)
         return backend.apply_chat_template(p) if isinstance(p, list) else p
 
+    def complete(tasks, sampling, sample_start, on_done):
+        return backend.generate([prompt_text(t) for t in tasks], sampling, progress=progress,
+                                sample_start=list(sample_start), on_done=on_done)
+    return complete
+
+
+def generate_samples(tasks: Sequence[Task], complete: Completer, sampling: SamplingConfig, out: str | Path,
+                     meta: dict, resume: bool = True) -> list[dict]:
+    """Sample ``sampling.n`` completions per task into the samples JSONL ``out``; returns the file's rows of
+    ``tasks`` (task order, then sample index).
+
+    Rows are ``{"task_id", "sample_index", "completion", **meta, "gen_hash"}``, appended as soon as a task's
+    samples are done. ``gen_hash`` covers ``meta`` and every sampling field that changes a sample
+    (not ``n`` or ``batch_size``). With ``resume`` a second call generates only the samples not yet in
+    the file and refuses a file written with other settings; without it the file is started afresh.
+    """
+    settings = {**meta, **sampling.model_dump(exclude={"n", "batch_size"})}
+    gen_hash = content_hash(settings)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        out.unlink(missing_ok=True)
+    done = read_done(out, gen_hash)
+    groups: dict[int, list[tuple[Task, int]]] = defaultdict(list)  # jobs grouped by how many samples they need
+    for task in tasks:
+        for start, count in _missing_runs(done.get(task.task_id, set()), sampling.n):
+            groups[count].append((task, start))
+    todo = sum(count * len(jobs) for count, jobs in groups.items())
+    log.info("%s: %d tasks x %d samples; %d already in %s, %d to generate", meta.get("benchmark", "samples"),
+             len(tasks), sampling.n, len(tasks) * sampling.n - todo, out, todo)
     with open(out, "a", encoding="utf-8") as f:
         for count, jobs in sorted(groups.items()):
-            params = GenerationParams(max_new_tokens=int(args.max_new_tokens), temperature=float(args.temperature),
-                                      top_p=float(getattr(args, "top_p", 1.0)), n=count, stop=stop,
-                                      seed=int(getattr(args, "seed", 0)),
-                                      batch_size=int(getattr(args, "batch_size", 8)))
-
             def write(i: int, completions: list[str], jobs=jobs) -> None:
                 task, start = jobs[i]
                 for k, text in enumerate(completions):
                     f.write(json.dumps({"task_id": task.task_id, "sample_index": start + k, "completion": text,
-                                        "style": style, "benchmark": bench.name, "model": args.model,
-                                        "gen_hash": gen_hash}) + "\n")
+                                        **meta, "gen_hash": gen_hash}) + "\n")
                 f.flush()
 
-            backend.generate([render(t) for t, _ in jobs], params, progress=True,
-                             sample_start=[s for _, s in jobs], on_done=write)
-    stats = getattr(backend, "last_stats", {})
-    print(f"{bench.name}: wrote {todo} samples to {out} ({len(tasks) * n - todo} resumed)"
-          + (f", {stats['tokens_per_second']:.1f} generated tokens/s" if todo and stats else ""))
-    return 0
+            complete([t for t, _ in jobs], sampling.replace(n=count), [s for _, s in jobs], write)
+    # the file's rows of these tasks in task order, then sample order (completers finish in any order)
+    order = {t.task_id: i for i, t in enumerate(tasks)}
+    rows = [r for r in read_jsonl_rows(out) if str(r["task_id"]) in order]
+    return sorted(rows, key=lambda r: (order[str(r["task_id"])], r["sample_index"]))
+
+
+def benchmark_tasks(bench, data: str | None, limit: int | None, split: str | None) -> list[Task]:
+    return bench.load(data, limit=limit, **({"split": split} if split else {}))
+
+
+@dataclass
+class BenchmarkRun:
+    """Everything needed to sample a benchmark with a model: its tasks, the completer, the sampling config
+    with the benchmark's stop strings added, and what the sample rows record (``meta``)."""
+
+    bench: object
+    tasks: list[Task]
+    complete: Completer
+    sampling: SamplingConfig
+    meta: dict
+    backend: object
+
+
+def benchmark_run(benchmark: str, model: str, sampling: SamplingConfig, data: str | None = None,
+                  split: str | None = None, limit: int | None = None, style: str = "auto",
+                  gguf_file: str | None = None) -> BenchmarkRun:
+    """Load the benchmark's tasks and the model; the benchmark's own prompts in the resolved style."""
+    from domainspec.common.models.generation import make_backend
+    from domainspec.common.models.loading import ModelConfig, load_model_and_tokenizer
+    from domainspec.eval.benchmarks.registry import get_benchmark
+
+    bench = get_benchmark(benchmark)
+    tasks = bench.load(data, limit=limit, **({"split": split} if split else {}))
+    model_obj, tokenizer = load_model_and_tokenizer(ModelConfig(name_or_path=model, gguf_file=gguf_file))
+    backend = make_backend("hf", model=model_obj, tokenizer=tokenizer)
+    style = resolve_style(style or "auto", f"{model} {gguf_file or ''}", tokenizer)
+    meta = {"style": style, "benchmark": bench.name, "version": bench.version, "model": model, "gguf_file": gguf_file}
+    return BenchmarkRun(bench, tasks, prompted_completer(backend, bench, style),
+                        sampling.replace(stop=[*sampling.stop, *bench.stop_sequences(style)]), meta, backend)
+
+
+def generate_for_benchmark(run: BenchmarkRun, out: str | Path) -> list[dict]:
+    """``domainspec eval generate`` and the ``generate`` stage: a resumable samples file, no scoring."""
+    rows = generate_samples(run.tasks, run.complete, run.sampling, out, run.meta, resume=True)
+    stats = getattr(run.backend, "last_stats", {})
+    log.info("%s: %d samples in %s%s", run.meta["benchmark"], len(rows), out,
+             f", {stats['tokens_per_second']:.1f} generated tokens/s" if stats else "")
+    return rows

@@ -85,8 +85,8 @@ def write_outputs(scored, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "results.jsonl", "w", encoding="utf-8") as fh:
-        for row in scored.results:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+        for r in scored.results:
+            fh.write(json.dumps(r.to_row(), ensure_ascii=False) + "\n")
     (out / "summary.json").write_text(json.dumps(scored.summary, indent=2, ensure_ascii=False) + "\n")
     plot = "breakdown.png" if plot_breakdown(scored.summary, out / "breakdown.png") else None
     (out / "report.md").write_text(render_report(scored.summary, plot))

@@ -24,18 +24,40 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from domainspec.eval.datafiles import EvalDataError, read_jsonl
+from domainspec.common.artifacts import read_jsonl
+from domainspec.common.sandbox.pool import Status
+from domainspec.eval.datafiles import EvalDataError
 from domainspec.eval.passk import majority_correct, mean_pass_at_k, reward_best_correct
-from domainspec.eval.benchmarks.base import Task
+from domainspec.eval.benchmarks.base import Kind, Task
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """One sample's verdict: a row of results.jsonl (DESIGN.md fixes the fields), typed until written."""
+
+    task_id: str
+    sample_index: int
+    passed: bool
+    status: Status
+    extracted: str | None = None  # the final answer found (math)
+    detail: str | None = None  # why a program failed (code): the last stderr line
+    score: float | None = None  # the reward model's score of the sample, when given (rm@k)
+
+    def to_row(self) -> dict:
+        row = {"task_id": self.task_id, "sample_index": self.sample_index, "passed": self.passed,
+               "status": self.status.value, "extracted": self.extracted}
+        if self.detail is not None:
+            row["detail"] = self.detail
+        return row
 
 
 @dataclass
 class Scored:
     """Per-sample results (the rows of results.jsonl) and the summary (summary.json)."""
 
-    results: list[dict]
+    results: list[SampleResult]
     summary: dict
 
 
@@ -98,14 +120,9 @@ def _execute(bench, tasks_by_id, samples, sandbox, sandbox_config, progress) -> 
     finally:
         if own:
             sb.close()
-    rows = []
-    for s, r in zip(samples, execs):
-        status = getattr(r.status, "value", r.status)
-        row = {"passed": bool(r.passed), "status": status, "extracted": None}
-        if not r.passed:
-            row["detail"] = _stderr_detail(r.stderr)
-        rows.append(row)
-    return rows, {"sandbox": info}
+    verdicts = [(bool(r.passed), Status(r.status), None, None if r.passed else _stderr_detail(r.stderr))
+                for r in execs]
+    return verdicts, {"sandbox": info}
 
 
 def _grade(bench, tasks_by_id, samples, grader, grader_mode, progress) -> tuple[list[dict], dict, Any]:
@@ -115,16 +132,16 @@ def _grade(bench, tasks_by_id, samples, grader, grader_mode, progress) -> tuple[
     golds = {tid: bench.gold(t) for tid, t in tasks_by_id.items()}
     pairs = [(s["completion"], golds[str(s["task_id"])]) for s in samples]
     grades = grader.grade_many(pairs, progress=progress)
-    rows = [{"passed": bool(g.correct), "status": "passed" if g.correct else "failed", "extracted": g.extracted}
-            for g in grades]
-    return rows, {"grader": {"mode": grader.mode, "version": grader.version}}, grader
+    verdicts = [(bool(g.correct), Status.PASSED if g.correct else Status.FAILED, g.extracted, None) for g in grades]
+    return verdicts, {"grader": {"mode": grader.mode, "version": grader.version}}, grader
 
 
-def _metrics(per_task: dict[str, list[dict]], ks: Sequence[int], grader) -> tuple[dict, dict]:
-    """pass@k for each k (and maj@k / rm@k for math) over tasks with samples; skipped ones with why."""
+def _metrics(per_task: dict[str, list[SampleResult]], ks: Sequence[int], grader) -> tuple[dict, dict]:
+    """THE aggregation: pass@k for each k (and accuracy, maj@k, rm@k for math) over tasks with samples;
+    metrics that cannot be computed are returned with why."""
     metrics: dict[str, float] = {}
     skipped: dict[str, str] = {}
-    counts = [(len(rs), sum(r["passed"] for r in rs)) for rs in per_task.values()]
+    counts = [(len(rs), sum(r.passed for r in rs)) for rs in per_task.values()]
     if not counts:
         return metrics, {"all": "no samples"}
     n_min = min(n for n, _ in counts)
@@ -136,29 +153,30 @@ def _metrics(per_task: dict[str, list[dict]], ks: Sequence[int], grader) -> tupl
             metrics[f"pass@{k}"] = value
     if grader is not None:
         # the grader owns the convention: strict = mean over all samples, qwen-compat = first sample
-        metrics["accuracy"] = grader.accuracy([[r["passed"] for r in rs] for rs in per_task.values()])
+        metrics["accuracy"] = grader.accuracy([[r.passed for r in rs] for rs in per_task.values()])
         vote_ks = sorted({k for k in ks if 1 < k <= n_min} | ({n_min} if n_min > 1 else set()))
         for k in vote_ks:
-            hits = [majority_correct([r["extracted"] for r in rs], [r["passed"] for r in rs], k,
+            hits = [majority_correct([r.extracted for r in rs], [r.passed for r in rs], k,
                                      vote=grader.majority_vote, equivalent=grader.equiv)
                     for rs in per_task.values()]
             metrics[f"maj@{k}"] = sum(hits) / len(hits)
-        if all(isinstance(r.get("score"), (int, float)) for rs in per_task.values() for r in rs):
+        if all(isinstance(r.score, (int, float)) for rs in per_task.values() for r in rs):
             for k in sorted({k for k in ks if k <= n_min} | {n_min}):
-                hits = [reward_best_correct([r["score"] for r in rs], [r["passed"] for r in rs], k)
+                hits = [reward_best_correct([r.score for r in rs], [r.passed for r in rs], k)
                         for rs in per_task.values()]
                 metrics[f"rm@{k}"] = sum(hits) / len(hits)
     return metrics, skipped
 
 
 def _breakdown(bench, tasks_by_id, per_task) -> dict:
-    """Math: pass@1 by each breakdown key (subject, level); code: nothing (status counts cover it)."""
-    if bench.kind != "math":
+    """pass@1 by each breakdown key of the benchmark (MATH: subject and level); none without ``breakdown``."""
+    breakdown = getattr(bench, "breakdown", None)  # optional part of the Benchmark interface
+    if breakdown is None:
         return {}
     groups: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for tid, rs in per_task.items():
-        acc = sum(r["passed"] for r in rs) / len(rs)
-        for key, value in bench.breakdown(tasks_by_id[tid]).items():
+        acc = sum(r.passed for r in rs) / len(rs)
+        for key, value in breakdown(tasks_by_id[tid]).items():
             groups[key][str(value)].append(acc)
     return {key: {v: {"tasks": len(a), "pass@1": sum(a) / len(a)} for v, a in sorted(vals.items())}
             for key, vals in groups.items()}
@@ -190,16 +208,17 @@ def score_samples(benchmark, tasks: Sequence[Task], samples: Sequence[dict], ks:
     check_known_ids(samples, set(tasks_by_id), bench.name)
     idx = sample_indices([str(s["task_id"]) for s in samples])
     used_grader = None
-    if bench.kind == "code":
-        graded, info = _execute(bench, tasks_by_id, samples, sandbox, sandbox_config, progress)
+    # the one place where code and math differ: programs run in the sandbox, answers go to the grader
+    if bench.kind is Kind.CODE:
+        verdicts, info = _execute(bench, tasks_by_id, samples, sandbox, sandbox_config, progress)
     else:
-        graded, info, used_grader = _grade(bench, tasks_by_id, samples, grader, grader_mode, progress)
-    results = []
-    per_task: dict[str, list[dict]] = {t.task_id: [] for t in tasks}
-    for s, i, g in zip(samples, idx, graded):
-        row = {"task_id": str(s["task_id"]), "sample_index": i, **g}
-        results.append(row)
-        per_task[row["task_id"]].append({**g, "score": s.get("score")})
+        verdicts, info, used_grader = _grade(bench, tasks_by_id, samples, grader, grader_mode, progress)
+    results: list[SampleResult] = []
+    per_task: dict[str, list[SampleResult]] = {t.task_id: [] for t in tasks}
+    for s, i, (passed, status, extracted, detail) in zip(samples, idx, verdicts):
+        r = SampleResult(str(s["task_id"]), i, passed, status, extracted, detail, s.get("score"))
+        results.append(r)
+        per_task[r.task_id].append(r)
     with_samples = {tid: rs for tid, rs in per_task.items() if rs}
     metrics, skipped = _metrics(with_samples, ks, used_grader)
     for name, why in skipped.items():
@@ -218,7 +237,7 @@ def score_samples(benchmark, tasks: Sequence[Task], samples: Sequence[dict], ks:
         "protocol": _protocol(bench, samples, style),
         **info,
         "samples_per_task": {"min": min(ns), "max": max(ns)},
-        "status_counts": dict(Counter(r["status"] for r in results)),
+        "status_counts": dict(Counter(r.status.value for r in results)),
         "tasks_without_samples": missing,
         "skipped_metrics": skipped,
         "breakdown": _breakdown(bench, tasks_by_id, with_samples),
@@ -235,7 +254,6 @@ def score(benchmark_name: str, samples_path: str | Path, out_dir: str | Path, da
     ``limit`` keeps the first L tasks of the data (samples of later tasks are
     ignored; sample ids unknown to the whole data set still raise).
     """
-    from domainspec.common.config import file_sha256
     from domainspec.eval.benchmarks.registry import get_benchmark
     from domainspec.eval.score_report import write_outputs
 
@@ -258,18 +276,27 @@ def score(benchmark_name: str, samples_path: str | Path, out_dir: str | Path, da
              data_path or "default data")
     scored = score_samples(bench, tasks, kept, ks=ks, grader_mode=grader_mode,
                            sandbox_config=sandbox_config, style=style, progress=progress)
+    scored.summary["settings"] = run_settings(bench, data_path, samples_path, ks, limit, split, style, grader_mode,
+                                              sandbox_config)
+    write_outputs(scored, out_dir)
+    return scored.summary
+
+
+def run_settings(bench, data_path: str | None, samples_path: str | Path, ks: Sequence[int], limit: int | None,
+                 split: str | None, style: str | None, grader_mode: str, sandbox_config) -> dict:
+    """What a summary records about how it was made: data and samples (with content hashes), k, limits, modes."""
+    from domainspec.common.artifacts import file_sha256
+
     default = getattr(bench, "default_source", None)
     data_file = Path(data_path) if data_path else (Path(default()) if default else None)
-    scored.summary["settings"] = {
+    settings = {
         "ks": sorted(set(ks)), "limit": limit, "split": split, "style": style,
-        "grader_mode": grader_mode if bench.kind == "math" else None,
+        "grader_mode": grader_mode if bench.kind is Kind.MATH else None,
         "data": str(data_path) if data_path else f"default ({getattr(bench, 'hub_name', 'packaged')})",
         "data_sha256": file_sha256(data_file) if data_file and data_file.is_file() else None,
         "samples": str(samples_path), "samples_sha256": file_sha256(samples_path),
         "sandbox_config": sandbox_config.to_dict() if hasattr(sandbox_config, "to_dict") else None,
     }
     if data_path is None and data_file is not None:
-        scored.summary["settings"]["data"] = f"default: {data_file}"
-    write_outputs(scored, out_dir)
-    return scored.summary
-
+        settings["data"] = f"default: {data_file}"
+    return settings

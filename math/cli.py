@@ -2,7 +2,8 @@
 
     domainspec math infer --model DIR --mode tir --problems gsm8k/test.jsonl --limit 20 --out samples.jsonl
     domainspec math rm-train --groups groups.jsonl --init-from runs/sft/final --out runs/rm [--config rm.yaml]
-    domainspec math reject-sample --model DIR --problems p.jsonl --rm runs/rm/final --out runs/rs [--set n=16]
+    domainspec math reject-sample --model DIR --problems p.jsonl --rm runs/rm/final --out runs/rs \
+        [--set rejection_sampling.sampling.n=16]
     domainspec math loop --config math/default_loop.yaml --out runs/math_loop [--set rounds=3]
 
 Handlers only parse and call; heavy imports stay inside them so ``domainspec --help`` is fast.
@@ -29,6 +30,8 @@ def _config_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers) -> None:
+    from domainspec.common.models.sampling import add_sampling_args
+
     math = subparsers.add_parser("math", help="math: CoT/TIR inference, reward model, rejection sampling, loop")
     sub = math.add_subparsers(dest="math_command", metavar="SUBCOMMAND")
 
@@ -38,11 +41,7 @@ def register(subparsers) -> None:
     p.add_argument("--problems", required=True, help="JSONL with question/problem (+ answer or solution)")
     p.add_argument("--limit", type=int, default=None, help="first N problems")
     p.add_argument("--out", required=True, help="samples JSONL (task_id, completion; domainspec eval score format)")
-    p.add_argument("--n", type=int, default=1, help="samples per problem")
-    p.add_argument("--temperature", type=float, default=0.0)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--max-new-tokens", type=int, default=512)
-    p.add_argument("--batch-size", type=int, default=8)
+    add_sampling_args(p)
     p.add_argument("--max-tool-calls", type=int, default=4, help="TIR: code executions per response")
     p.add_argument("--tool-timeout", type=float, default=10.0, help="TIR: seconds per execution")
     p.set_defaults(func=cmd_infer)
@@ -55,7 +54,8 @@ def register(subparsers) -> None:
     _config_args(p)
     p.set_defaults(func=cmd_rm_train)
 
-    p = sub.add_parser("reject-sample", help="sample, grade, rank by RM, keep top-k correct; write SFT data")
+    p = sub.add_parser("reject-sample", help="sample, grade, rank by RM, keep top-k correct; write SFT data "
+                                             "(--config / --set: the reject_sample stage's config)")
     _model_args(p)
     p.add_argument("--problems", required=True, help="JSONL with question/problem (+ answer; else majority vote)")
     p.add_argument("--limit", type=int, default=None)
@@ -72,14 +72,14 @@ def register(subparsers) -> None:
 
 
 def cmd_infer(args) -> int:
-    from domainspec.common.models.generation import GenerationParams, make_backend
+    from domainspec.common.models.generation import make_backend
     from domainspec.common.models.loading import ModelConfig
+    from domainspec.common.models.sampling import sampling_from_args
     from domainspec.math.rejection_sampling import read_problems
     from domainspec.math.tir import TIRConfig, infer
     problems = read_problems(args.problems, args.limit)
     backend = make_backend("hf", ModelConfig(name_or_path=args.model, gguf_file=args.gguf_file))
-    params = GenerationParams(max_new_tokens=args.max_new_tokens, temperature=args.temperature, top_p=args.top_p,
-                              n=args.n, batch_size=args.batch_size)
+    params = sampling_from_args(args)
     sandbox = None
     if args.mode == "tir":
         from domainspec.common.sandbox.pool import Sandbox, SandboxConfig
@@ -117,51 +117,24 @@ def cmd_infer(args) -> int:
 
 def cmd_rm_train(args) -> int:
     from domainspec.common.config import load_config
-    from domainspec.math.reward_model import RewardModelConfig, read_groups, train_reward_model
-    cfg = load_config(RewardModelConfig, args.config, args.overrides)
-    groups = read_groups_any(args.groups, read_groups)
-    res = train_reward_model(cfg, groups, args.out, init_from=args.init_from)
-    print(json.dumps({k: v for k, v in res.items() if k != "train_result"}, indent=2))
+    from domainspec.math.reward_model import RewardModelConfig
+    from domainspec.math.stages import RMStageConfig, train_rm
+    cfg = RMStageConfig(groups=args.groups, init_from=args.init_from,
+                        reward_model=load_config(RewardModelConfig, args.config, args.overrides))
+    print(json.dumps(train_rm(cfg, Path(args.out)), indent=2))
     return 0
-
-
-def read_groups_any(path, read_groups):
-    """RM groups, or a loop round's graded samples (responses + correct)."""
-    with open(path) as f:
-        first = next((json.loads(x) for x in f if x.strip()), {})
-    if "labels" not in first and "correct" in first:
-        from domainspec.math.rejection_sampling import read_jsonl
-        return [{"question": r["question"], "responses": r["responses"], "labels": r["correct"]}
-                for r in read_jsonl(path)]
-    return read_groups(path)
 
 
 def cmd_reject_sample(args) -> int:
     from domainspec.common.config import load_config
-    from domainspec.common.models.generation import make_backend
-    from domainspec.common.models.loading import ModelConfig
-    from domainspec.eval.grader.math_grader import MathGrader
-    from domainspec.math.rejection_sampling import (RejectionSamplingConfig, grade_rows, read_problems,
-                                                    rejection_sample, sample_responses, write_jsonl)
-    from domainspec.math.reward_model import load_reward_model
-    cfg = load_config(RejectionSamplingConfig, args.config, args.overrides)
+    from domainspec.math.stages import RejectSampleStageConfig, reject_sample
+    flags = [f"model.name_or_path={args.model}", f"problems={args.problems}"]
+    flags += [f"{key}={value}" for key, value in (("model.gguf_file", args.gguf_file), ("limit", args.limit),
+                                                  ("rm", args.rm)) if value is not None]
+    cfg = load_config(RejectSampleStageConfig, args.config, flags + list(args.overrides))
     out = Path(args.out)
     cfg.save_resolved(out)
-    problems = read_problems(args.problems, args.limit)
-    backend = make_backend("hf", ModelConfig(name_or_path=args.model, gguf_file=args.gguf_file))
-    sandbox = None
-    if cfg.mode == "tir":
-        from domainspec.common.sandbox.pool import Sandbox
-        sandbox = Sandbox()
-    try:
-        rows = sample_responses(backend, problems, cfg, sandbox, progress=True)
-    finally:
-        if sandbox is not None:
-            sandbox.close()
-    graded = grade_rows(rows, MathGrader(cfg.grader_mode), cfg.majority_min_share)
-    write_jsonl(graded, out / "samples.jsonl")
-    summary = rejection_sample(graded, cfg, out, rm=load_reward_model(args.rm) if args.rm else None)
-    print(json.dumps(summary, indent=2))
+    print(json.dumps(reject_sample(cfg, out), indent=2))
     return 0
 
 

@@ -11,16 +11,17 @@ maj@k and rm@k, in CoT and/or TIR mode (``evaluation``).
 Layout under ``out_dir``: ``resolved_config.yaml``, ``data/`` (seed, held-out and per-round
 problems), ``round_<k>/`` with ``samples.jsonl`` (graded), ``rm/`` (the RM folder in ``rm/final``
 + ``rm_eval.json``), ``rs/`` (the SFT set + per-problem stats), ``sft/`` (checkpoints, ``final`` =
-the round's policy), ``eval/`` and ``round.json`` (written last: the round is done). A rerun skips
-finished rounds and resumes inside an unfinished one from its finished steps (and the trainer's
-checkpoints).
+the round's policy), ``eval/`` and ``round.json``. Skip and resume go through done markers
+(``common/pipeline/markers.py``) keyed on the loop config and the round: one per round (written
+last: the round is done) and one per step (samples, rm, rs), so a rerun skips finished rounds and
+resumes inside an unfinished one from its finished steps (and the trainer's checkpoints). A folder
+holding a run of another config is refused.
 ``summary.json`` and ``report.md`` hold the per-round table.
 
 Source: Qwen2.5-Math technical report (Yang et al. 2024), sec. 3 (post-training).
 """
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -28,8 +29,11 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from domainspec.common.artifacts import content_hash, read_json, write_json
 from domainspec.common.config import Config, ConfigError
 from domainspec.common.models.loading import ModelConfig
+from domainspec.common.pipeline import markers
+from domainspec.common.pipeline.markers import Action
 from domainspec.common.sandbox.pool import SandboxConfig
 from domainspec.common.train.loop import TrainConfig
 from domainspec.math.evaluation import MathEvalConfig
@@ -59,8 +63,8 @@ class MathLoopConfig(Config):
     problems: ProblemSetConfig = Field(default_factory=ProblemSetConfig, description="Synthetic problem sets.")
     initial_sft: SFTSettings = Field(default_factory=SFTSettings, description="Round 0: SFT on reference solutions.")
     rounds: int = Field(2, ge=0, description="Self-improvement rounds R.")
-    sampling: RejectionSamplingConfig = Field(default_factory=RejectionSamplingConfig,
-                                              description="Per-round sampling, grading and top-k selection.")
+    rejection_sampling: RejectionSamplingConfig = Field(default_factory=RejectionSamplingConfig,
+                                                        description="Per-round sampling, grading and top-k selection.")
     reward_model: RewardModelConfig = Field(default_factory=RewardModelConfig, description="Per-round RM training.")
     round_sft: SFTSettings = Field(default_factory=SFTSettings, description="Per-round SFT on rejection-sampled data "
                                                                            "(continues from the previous policy).")
@@ -76,10 +80,10 @@ class MathLoopConfig(Config):
 # ---------------------------------------------------------------- helpers
 
 
-def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=str))
-    tmp.replace(path)  # atomic: a marker is either complete or absent
+def _key(cfg: MathLoopConfig, k: int, step: str | None = None) -> str:
+    """What round ``k``'s done markers (``common/pipeline/markers.py``) key on: the loop config, the
+    round and the step; each step's inputs follow from these and the earlier steps of the round."""
+    return content_hash({"loop": cfg.content_hash(), "round": k, "step": step})
 
 
 def rm_groups(graded_sets: list[list[dict]]) -> list[dict]:
@@ -113,13 +117,14 @@ def problem_sets(cfg: MathLoopConfig, out: Path) -> dict[str, list[dict]]:
     rejection sampling): small templates hold few distinct questions, and making every set
     disjoint would leave the later rounds without those kinds.
     """
-    from domainspec.math.rejection_sampling import read_jsonl, write_jsonl
+    from domainspec.common.artifacts import read_jsonl_rows, write_jsonl
     from domainspec.math.synthetic import templated_problems
     data = out / "data"
     p = cfg.problems
     names = ["heldout", "seed"] + [f"round_{k}" for k in range(1, cfg.rounds + 1)]
-    if all((data / f"{n}.jsonl").is_file() for n in names):
-        return {n: read_jsonl(data / f"{n}.jsonl") for n in names}
+    key = content_hash({"problems": p.to_dict(), "rounds": cfg.rounds})
+    if markers.is_done(data, key).action is Action.SKIP:
+        return {n: read_jsonl_rows(data / f"{n}.jsonl") for n in names}
     heldout = templated_problems(p.heldout_problems, p.seed + 1000, p.kinds, p.difficulty, prefix="heldout")
     held_q = {r["question"] for r in heldout}
     sets = {"heldout": heldout,
@@ -129,6 +134,7 @@ def problem_sets(cfg: MathLoopConfig, out: Path) -> dict[str, list[dict]]:
                                                 prefix=f"round_{k}")
     for name, rows in sets.items():
         write_jsonl(rows, data / f"{name}.jsonl")
+    markers.write_done(data, key)
     return sets
 
 
@@ -169,8 +175,8 @@ def run_round_zero(cfg: MathLoopConfig, out: Path, sets: dict, sandbox: Any) -> 
 
 def run_round(k: int, cfg: MathLoopConfig, out: Path, sets: dict, prev: dict, sandbox: Any) -> dict:
     from domainspec.eval.grader.math_grader import MathGrader
-    from domainspec.math.rejection_sampling import (grade_rows, read_jsonl, rejection_sample, sample_responses,
-                                                    write_jsonl)
+    from domainspec.common.artifacts import read_jsonl_rows, write_jsonl
+    from domainspec.math.rejection_sampling import grade_rows, rejection_sample, sample_responses
     from domainspec.math.reward_model import informative, load_reward_model, train_reward_model
     from domainspec.math.sft import sft_on_conversations
     rdir = out / f"round_{k}"
@@ -178,35 +184,39 @@ def run_round(k: int, cfg: MathLoopConfig, out: Path, sets: dict, prev: dict, sa
     start = time.perf_counter()
     policy = prev["policy"]
     samples_path = rdir / "samples.jsonl"
-    if samples_path.is_file():
-        graded = read_jsonl(samples_path)
+    if markers.is_done(rdir, _key(cfg, k, "samples"), "samples").action is Action.SKIP:
+        graded = read_jsonl_rows(samples_path)
     else:
-        scfg = cfg.sampling.model_copy(update={"seed": cfg.sampling.seed + k})
+        scfg = cfg.rejection_sampling.for_round(k)
         rows = sample_responses(_backend(policy), sets[f"round_{k}"], scfg, sandbox, cfg.tir, progress=True)
-        graded = grade_rows(rows, MathGrader(cfg.sampling.grader_mode), cfg.sampling.majority_min_share)
+        graded = grade_rows(rows, MathGrader(cfg.rejection_sampling.grader_mode),
+                            cfg.rejection_sampling.majority_min_share)
         write_jsonl(graded, samples_path.with_suffix(".tmp"))
         samples_path.with_suffix(".tmp").replace(samples_path)
-    groups = rm_groups([graded] + [read_jsonl(out / f"round_{j}" / "samples.jsonl") for j in range(1, k)]
+        markers.write_done(rdir, _key(cfg, k, "samples"), step="samples")
+    groups = rm_groups([graded] + [read_jsonl_rows(out / f"round_{j}" / "samples.jsonl") for j in range(1, k)]
                        if cfg.rm_data == "all_rounds" else [graded])
     rm_eval_path = rdir / "rm" / "rm_eval.json"
     rm_res: dict = {"path": None}
-    if rm_eval_path.is_file():
-        rm_res = json.loads(rm_eval_path.read_text())
-    elif any(informative(g) for g in groups):
-        rm_res = train_reward_model(cfg.reward_model, groups, rdir / "rm", init_from=policy)
-    else:  # every question all right or all wrong: nothing to rank; plain rejection sampling this round
-        log.warning("round %d: no question has both correct and incorrect samples; no reward model this round", k)
-        (rdir / "rm").mkdir(exist_ok=True)
-        _write_json(rm_eval_path, rm_res)
+    if markers.is_done(rdir, _key(cfg, k, "rm"), "rm").action is Action.SKIP:
+        rm_res = read_json(rm_eval_path)
+    else:
+        if any(informative(g) for g in groups):
+            rm_res = train_reward_model(cfg.reward_model, groups, rdir / "rm", init_from=policy)
+        else:  # every question all right or all wrong: nothing to rank; plain rejection sampling this round
+            log.warning("round %d: no question has both correct and incorrect samples; no reward model this round", k)
+            write_json(rm_res, rm_eval_path)
+        markers.write_done(rdir, _key(cfg, k, "rm"), step="rm")
     rs_summary_path = rdir / "rs" / "summary.json"
-    if rs_summary_path.is_file():
-        rs_summary = json.loads(rs_summary_path.read_text())
+    if markers.is_done(rdir, _key(cfg, k, "rs"), "rs").action is Action.SKIP:
+        rs_summary = read_json(rs_summary_path)
     else:
         rm = load_reward_model(rm_res["path"]) if rm_res.get("path") else None
-        rs_summary = rejection_sample(graded, cfg.sampling, rdir / "rs", rm=rm,
+        rs_summary = rejection_sample(graded, cfg.rejection_sampling, rdir / "rs", rm=rm,
                                       rm_max_length=cfg.reward_model.max_length,
                                       rm_batch_size=cfg.reward_model.score_batch_size)
-    convs = [r["messages"] for r in read_jsonl(rdir / "rs" / "sft.jsonl")]
+        markers.write_done(rdir, _key(cfg, k, "rs"), step="rs")
+    convs = [r["messages"] for r in read_jsonl_rows(rdir / "rs" / "sft.jsonl")]
     if convs:
         new_policy = str(sft_on_conversations(policy, convs, cfg.round_sft.train, cfg.round_sft.seq_len, rdir / "sft"))
     else:
@@ -224,29 +234,30 @@ def run_loop(cfg: MathLoopConfig, out_dir: str | Path) -> dict:
     """Run (or resume) the loop; returns the summary (also in out_dir/summary.json and report.md)."""
     out = Path(out_dir).resolve()  # round.json files hold absolute paths of policies and RMs
     out.mkdir(parents=True, exist_ok=True)
-    marker = out / "loop_config_hash"
-    if marker.is_file() and marker.read_text().strip() != cfg.content_hash():
+    owner = markers.read_done(out, "loop") or markers.read_running(out, "loop")
+    if owner is not None and owner.hash != cfg.content_hash():
         raise ConfigError(f"{out}: holds a math loop run with a different config; use a new out_dir "
                           f"(or delete it) - finished rounds would not match the config")
-    marker.write_text(cfg.content_hash())
+    markers.mark_running(out, cfg.content_hash(), "loop")
     cfg.save_resolved(out)
     started = time.perf_counter()
     sets = problem_sets(cfg, out)
     sandbox = None
-    if "tir" in cfg.eval.modes or cfg.sampling.mode == "tir":
+    if "tir" in cfg.eval.modes or cfg.rejection_sampling.mode == "tir":
         from domainspec.common.sandbox.pool import Sandbox
         sandbox = Sandbox(cfg.sandbox)
     rounds = []
     try:
         for k in range(cfg.rounds + 1):
-            done = out / f"round_{k}" / "round.json"
-            if done.is_file():
-                rounds.append(json.loads(done.read_text()))
+            rdir = out / f"round_{k}"
+            if markers.is_done(rdir, _key(cfg, k)).action is Action.SKIP:
+                rounds.append(read_json(rdir / "round.json"))
                 log.info("math loop: round %d already done, skipped", k)
                 continue
             log.info("math loop: round %d of %d", k, cfg.rounds)
             res = run_round_zero(cfg, out, sets, sandbox) if k == 0 else run_round(k, cfg, out, sets, rounds[-1], sandbox)
-            _write_json(done, res)
+            write_json(res, rdir / "round.json")
+            markers.write_done(rdir, _key(cfg, k), elapsed_s=res["seconds"])  # written last: the round is done
             rounds.append(res)
     finally:
         if sandbox is not None:
@@ -255,9 +266,10 @@ def run_loop(cfg: MathLoopConfig, out_dir: str | Path) -> dict:
     _link(out / "reward_model", next((r["rm"] for r in reversed(rounds) if r.get("rm")), None))
     from domainspec.math.loop_report import summarize
     summary = summarize(cfg, rounds, time.perf_counter() - started)
-    _write_json(out / "summary.json", summary)
+    write_json(summary, out / "summary.json")
     from domainspec.math.loop_report import markdown
     (out / "report.md").write_text(markdown(summary))
+    markers.write_done(out, cfg.content_hash(), step="loop", elapsed_s=time.perf_counter() - started)
     return summary
 
 

@@ -29,51 +29,55 @@ from typing import Any, Literal, Sequence
 
 from pydantic import Field
 
+from domainspec.common.artifacts import iter_jsonl, row_id
 from domainspec.common.config import Config
+from domainspec.common.models.sampling import sampling_section
+from domainspec.eval.grader.math_grader import GraderMode
 
 log = logging.getLogger(__name__)
 
 
+RS_SAMPLING = sampling_section("The N responses sampled per problem (temperature 0 makes n > 1 repeat itself).",
+                               n=8, temperature=0.8, top_p=0.95, max_new_tokens=256, batch_size=16)
+
+
 class RejectionSamplingConfig(Config):
-    n: int = Field(8, ge=1, description="Responses sampled per problem.")
-    temperature: float = Field(0.8, ge=0.0, description="Sampling temperature (0 = greedy; then n > 1 repeats itself).")
-    top_p: float = Field(0.95, gt=0.0, le=1.0, description="Nucleus sampling mass.")
-    max_new_tokens: int = Field(256, ge=1, description="Tokens generated per response (per generation call in TIR).")
+    sampling: RS_SAMPLING
     mode: Literal["cot", "tir"] = Field("cot", description="Inference mode of the sampled responses.")
     top_k: int = Field(4, ge=1, description="Correct responses kept per problem, best RM score first.")
     dedup: bool = Field(True, description="Drop responses identical to a kept one after collapsing whitespace.")
     majority_min_share: float = Field(0.5, ge=0.0, le=1.0, description="Problems without a reference: the majority "
                                                                        "answer counts as gold only when at least this "
                                                                        "share of samples gives it.")
-    grader_mode: Literal["strict", "qwen-compat"] = Field("strict", description="Answer grading mode (eval.grader.math_grader).")
-    batch_size: int = Field(16, ge=1, description="Prompts per generation batch.")
-    seed: int = Field(0, description="Sampling seed.")
+    grader_mode: GraderMode = Field("strict", description="Answer grading mode (eval.grader.math_grader).")
+
+    def for_round(self, k: int) -> "RejectionSamplingConfig":
+        """Round ``k``'s settings: the sampling seed moved by ``k``, so rounds draw different samples."""
+        return self.model_copy(update={"sampling": self.sampling.replace(seed=self.sampling.seed + k)})
 
 
 # ---------------------------------------------------------------- problems
 
 
 def normalize_problem(row: dict, index: int, where: str = "problems") -> dict:
-    """``{"id", "question", "answer" | None}`` from a synthetic, GSM8K or MATH row."""
+    """``{"id", "question", "answer" | None}`` from a synthetic, GSM8K or MATH row (id: artifacts.row_id)."""
     q = row.get("question", row.get("problem"))
     if not isinstance(q, str) or not q.strip():
         raise ValueError(f"{where}: row {index}: no 'question' (or 'problem') text")
-    pid = str(row.get("id", row.get("task_id", row.get("unique_id", row.get("idx", index)))))
+    pid = row_id(row, index)
     answer = row.get("answer")
-    if isinstance(answer, str) and "####" in answer:
-        from domainspec.eval.grader.math_grader import gsm8k_gold
+    if isinstance(answer, str) and "####" in answer:  # a GSM8K row: the benchmark's gold rule
+        from domainspec.eval.benchmarks.gsm8k import gsm8k_gold
         answer = gsm8k_gold(answer)
-    elif answer is None and row.get("solution"):
-        from domainspec.eval.grader.math_grader import math_gold
+    elif answer is None and row.get("solution"):  # a MATH row without an answer field
+        from domainspec.eval.benchmarks.hendrycks_math import math_gold
         answer = math_gold(row)
     return {"id": pid, "question": q, "answer": None if answer is None else str(answer)}
 
 
 def read_problems(path: str | Path, limit: int | None = None) -> list[dict]:
-    from domainspec.eval.datafiles import read_jsonl  # the one JSONL reader with path:line errors
-
     rows = []
-    for where, raw in read_jsonl(path):
+    for where, raw in iter_jsonl(path):  # streamed: a limit reads only the first rows
         rows.append(normalize_problem(raw, len(rows), where=where))
         if limit is not None and len(rows) >= limit:
             break
@@ -86,11 +90,8 @@ def read_problems(path: str | Path, limit: int | None = None) -> list[dict]:
 def sample_responses(backend: Any, problems: Sequence[dict], cfg: RejectionSamplingConfig,
                      sandbox: Any = None, tir_config: Any = None, progress: bool = False) -> list[dict]:
     """``{"id", "question", "answer", "responses": [n texts]}`` per problem."""
-    from domainspec.common.models.generation import GenerationParams
     from domainspec.math.tir import infer
-    params = GenerationParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
-                              n=cfg.n, seed=cfg.seed, batch_size=cfg.batch_size)
-    outs = infer(backend, [p["question"] for p in problems], cfg.mode, params, sandbox=sandbox,
+    outs = infer(backend, [p["question"] for p in problems], cfg.mode, cfg.sampling, sandbox=sandbox,
                  config=tir_config, progress=progress)
     return [{**p, "responses": list(o)} for p, o in zip(problems, outs)]
 
@@ -198,16 +199,3 @@ def rejection_sample(graded: Sequence[dict], cfg: RejectionSamplingConfig, out_d
              n_correct, n_samples, n_kept, solved, len(graded))
     return summary
 
-
-def write_jsonl(rows: Sequence[dict], path: str | Path) -> Path:
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with open(p, "w") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-    return p
-
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    with open(path) as f:
-        return [json.loads(line) for line in f if line.strip()]

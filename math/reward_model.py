@@ -113,12 +113,17 @@ def pair_rows(tokenizer: Any, groups: Sequence[dict], max_length: int, max_pairs
 
 
 def read_groups(path: str | Path) -> list[dict]:
-    """RM groups from JSONL; each row needs question, responses and labels of the same length."""
-    from domainspec.eval.datafiles import read_jsonl  # the one JSONL reader with path:line errors
+    """RM groups from JSONL; each row needs question, responses and labels of the same length.
+
+    A loop round's graded samples (``correct`` instead of ``labels``) are read as groups too.
+    """
+    from domainspec.common.artifacts import read_jsonl  # the one JSONL reader with path:line errors
 
     groups = []
     for where, row in read_jsonl(path):
-        missing = [k for k in ("question", "responses", "labels") if k not in row]
+        if "labels" not in row and "correct" in row:  # graded samples of a loop round
+            row = {"question": row.get("question"), "responses": row.get("responses"), "labels": row["correct"]}
+        missing = [k for k in ("question", "responses", "labels") if row.get(k) is None]
         if missing:
             raise ValueError(f"{where}: RM group row lacks {missing}")
         if len(row["responses"]) != len(row["labels"]):

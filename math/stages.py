@@ -3,10 +3,13 @@
 ``rm`` (train a reward model on graded groups), ``reject_sample`` (sample, grade, rank, keep
 top-k correct -> SFT JSONL) and ``math_eval`` (pass@1 / maj@k / rm@k in CoT/TIR on a problems
 file and/or GSM8K / MATH). Each is a typed config plus ``run(config, ctx)``; the pipeline runner
-(``common/pipeline/stages.py``) resolves them by name. They call the same functions as the CLI.
+(``common/pipeline/stages.py``) resolves them by name. ``domainspec math rm-train`` and
+``reject-sample`` build the same configs and call the same functions (:func:`train_rm`, :func:`reject_sample`).
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field
@@ -33,8 +36,9 @@ class RejectSampleStageConfig(Config):
     problems: str = Field(..., description="Problems JSONL (question/problem + answer; else majority vote).")
     limit: int | None = Field(None, ge=1, description="First N problems only.")
     rm: str | None = Field(None, description="Reward-model folder ranking the correct responses (None: sample order).")
-    sampling: RejectionSamplingConfig = Field(default_factory=RejectionSamplingConfig, description="Sampling settings.")
-    tir: TIRConfig = Field(default_factory=TIRConfig, description="TIR settings (sampling.mode: tir).")
+    rejection_sampling: RejectionSamplingConfig = Field(default_factory=RejectionSamplingConfig,
+                                                        description="Sampling, grading and top-k settings.")
+    tir: TIRConfig = Field(default_factory=TIRConfig, description="TIR settings (rejection_sampling.mode: tir).")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="Sandbox for TIR code.")
 
 
@@ -48,68 +52,75 @@ class MathEvalStageConfig(Config):
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="Sandbox for TIR code.")
 
 
-def _run_rm(cfg: RMStageConfig, ctx: Any) -> dict:
-    from domainspec.math.cli import read_groups_any
+def train_rm(cfg: RMStageConfig, out_dir: Path) -> dict:
+    """``domainspec math rm-train`` and the ``rm`` stage."""
     from domainspec.math.reward_model import read_groups, train_reward_model
-    res = train_reward_model(cfg.reward_model, read_groups_any(cfg.groups, read_groups), ctx.out_dir, cfg.init_from)
+    res = train_reward_model(cfg.reward_model, read_groups(cfg.groups), out_dir, cfg.init_from)
     return {k: v for k, v in res.items() if k != "train_result"}
 
 
+@contextmanager
 def _sandbox(cfg: Any, needed: bool):
+    """The sandbox TIR code runs in (only when a TIR mode is asked for), closed afterwards."""
     if not needed:
-        return None
+        yield None
+        return
     from domainspec.common.sandbox.pool import Sandbox
-    return Sandbox(cfg.sandbox)
+    sandbox = Sandbox(cfg.sandbox)
+    try:
+        yield sandbox
+    finally:
+        sandbox.close()
 
 
-def _run_reject_sample(cfg: RejectSampleStageConfig, ctx: Any) -> dict:
+def reject_sample(cfg: RejectSampleStageConfig, out_dir: Path) -> dict:
+    """``domainspec math reject-sample`` and the ``reject_sample`` stage: sample, grade, rank, keep top-k."""
+    from domainspec.common.artifacts import write_jsonl
     from domainspec.common.models.generation import make_backend
     from domainspec.eval.grader.math_grader import MathGrader
-    from domainspec.math.rejection_sampling import (grade_rows, read_problems, rejection_sample, sample_responses,
-                                                    write_jsonl)
+    from domainspec.math.rejection_sampling import grade_rows, read_problems, rejection_sample, sample_responses
     from domainspec.math.reward_model import load_reward_model
-    sandbox = _sandbox(cfg, cfg.sampling.mode == "tir")
-    try:
-        rows = sample_responses(make_backend("hf", cfg.model), read_problems(cfg.problems, cfg.limit), cfg.sampling,
+    rs = cfg.rejection_sampling
+    with _sandbox(cfg, rs.mode == "tir") as sandbox:
+        rows = sample_responses(make_backend("hf", cfg.model), read_problems(cfg.problems, cfg.limit), rs,
                                 sandbox, cfg.tir, progress=True)
-    finally:
-        if sandbox is not None:
-            sandbox.close()
-    graded = grade_rows(rows, MathGrader(cfg.sampling.grader_mode), cfg.sampling.majority_min_share)
-    write_jsonl(graded, ctx.out_dir / "samples.jsonl")
-    return rejection_sample(graded, cfg.sampling, ctx.out_dir, rm=load_reward_model(cfg.rm) if cfg.rm else None)
+    graded = grade_rows(rows, MathGrader(rs.grader_mode), rs.majority_min_share)
+    write_jsonl(graded, Path(out_dir) / "samples.jsonl")
+    return rejection_sample(graded, rs, out_dir, rm=load_reward_model(cfg.rm) if cfg.rm else None)
 
 
-def _run_math_eval(cfg: MathEvalStageConfig, ctx: Any) -> dict:
-    import json
+def math_eval(cfg: MathEvalStageConfig, out_dir: Path) -> dict:
+    """The ``math_eval`` stage: pass@1 / maj@k / rm@k on a problems file and the configured benchmarks."""
+    from domainspec.common.artifacts import write_json
     from domainspec.common.models.generation import make_backend
     from domainspec.math.evaluation import benchmark_problems, evaluate
     from domainspec.math.rejection_sampling import read_problems
     from domainspec.math.reward_model import load_reward_model
     backend = make_backend("hf", cfg.model)
     rm = load_reward_model(cfg.rm) if cfg.rm else None
-    sandbox = _sandbox(cfg, "tir" in cfg.eval.modes)
     res = {}
-    try:
+    with _sandbox(cfg, "tir" in cfg.eval.modes) as sandbox:
         if cfg.problems:
-            res["problems"] = evaluate(backend, read_problems(cfg.problems, cfg.limit), cfg.eval, ctx.out_dir,
+            res["problems"] = evaluate(backend, read_problems(cfg.problems, cfg.limit), cfg.eval, out_dir,
                                        "problems", rm, sandbox, cfg.tir)
         for spec in cfg.eval.benchmarks:
-            res[spec.name] = evaluate(backend, benchmark_problems(spec), cfg.eval, ctx.out_dir, spec.name, rm,
+            res[spec.name] = evaluate(backend, benchmark_problems(spec), cfg.eval, out_dir, spec.name, rm,
                                       sandbox, cfg.tir)
-    finally:
-        if sandbox is not None:
-            sandbox.close()
-    (ctx.out_dir / "metrics.json").write_text(json.dumps(res, indent=2))
+    write_json(res, Path(out_dir) / "metrics.json")
     return res
 
 
-RM_STAGE = StageType(name="rm", config_cls=RMStageConfig, run=_run_rm,
+def _in_stage(fn):
+    """A ``run(config, ctx)`` for the pipeline runner from a ``fn(config, out_dir)`` the CLI calls too."""
+    return lambda cfg, ctx: fn(cfg, ctx.out_dir)
+
+
+RM_STAGE = StageType(name="rm", config_cls=RMStageConfig, run=_in_stage(train_rm),
                      outputs={"model": "final", "eval": "rm_eval.json"}, distributed=False,
                      description="train a math reward model (listwise/pairwise) on graded groups")
-REJECT_SAMPLE_STAGE = StageType(name="reject_sample", config_cls=RejectSampleStageConfig, run=_run_reject_sample,
+REJECT_SAMPLE_STAGE = StageType(name="reject_sample", config_cls=RejectSampleStageConfig, run=_in_stage(reject_sample),
                                 outputs={"sft": "sft.jsonl", "stats": "stats.jsonl", "samples": "samples.jsonl"},
                                 description="RM-guided rejection sampling into an SFT JSONL")
-MATH_EVAL_STAGE = StageType(name="math_eval", config_cls=MathEvalStageConfig, run=_run_math_eval,
+MATH_EVAL_STAGE = StageType(name="math_eval", config_cls=MathEvalStageConfig, run=_in_stage(math_eval),
                             outputs={"metrics": "metrics.json"},
                             description="pass@1, maj@k, rm@k in CoT/TIR on problems and GSM8K/MATH")

@@ -24,21 +24,26 @@ from typing import Any, Iterable, Iterator, Literal, Sequence
 from pydantic import Field
 
 from domainspec.common.config import Config
+from domainspec.common.models.sampling import sampling_section
 
 log = logging.getLogger(__name__)
+
+
+PROMPTED_SAMPLING = sampling_section(
+    "Prompted: how problems (one each) and their votes (`votes` each, seed + 1) are sampled.",
+    temperature=0.8, max_new_tokens=256, seed=1)
 
 
 class SyntheticConfig(Config):
     source: Literal["templated", "prompted"] = Field("templated", description="How new problems are made.")
     n: int = Field(200, ge=0, description="New problems wanted.")
-    seed: int = Field(1, description="Generation seed (templated) / sampling seed (prompted).")
+    seed: int = Field(1, description="Generation seed of templated problems (prompted: sampling.seed).")
     kinds: list[str] | None = Field(None, description="Templated problem kinds (None = those of the seeds, else all).")
     difficulty: int | None = Field(None, ge=1, description="Templated difficulty (None = the seeds' levels).")
     few_shot: int = Field(3, ge=1, description="Prompted: seed problems shown per request.")
     votes: int = Field(8, ge=1, description="Prompted: solutions sampled to fix each new problem's answer.")
     min_agreement: float = Field(0.5, ge=0.0, le=1.0, description="Prompted: share of votes the majority answer needs.")
-    temperature: float = Field(0.8, ge=0.0, description="Prompted: sampling temperature for problems and votes.")
-    max_new_tokens: int = Field(256, ge=1, description="Prompted: tokens per generated problem or solution.")
+    sampling: PROMPTED_SAMPLING
 
 
 def problem_row(p: Any, pid: str) -> dict:
@@ -101,18 +106,17 @@ def prompted_problems(backend: Any, seeds: Sequence[dict], cfg: SyntheticConfig,
     Returns (problems, stats). Each problem: ``{"id", "question", "answer", "agreement"}``.
     """
     import random
-    from domainspec.common.models.generation import GenerationParams
     from domainspec.eval.grader.math_grader import extract_answer
     from domainspec.math.tir import build_prompt
     if not seeds:
         raise ValueError("prompted synthesis needs seed problems")
-    rng = random.Random(cfg.seed)
+    rng = random.Random(cfg.sampling.seed)
     requests = []
     for _ in range(cfg.n):
         shots = rng.sample(list(seeds), min(cfg.few_shot, len(seeds)))
         examples = "\n\n".join(f"Problem: {s['question']}" for s in shots)
         requests.append(backend.apply_chat_template([{"role": "user", "content": PROBLEM_REQUEST.format(examples=examples)}]))
-    params = GenerationParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, n=1, seed=cfg.seed)
+    params = cfg.sampling.replace(n=1)
     seen = set(exclude) | {s["question"] for s in seeds}
     questions = []
     for out in backend.generate(requests, params):
@@ -120,8 +124,7 @@ def prompted_problems(backend: Any, seeds: Sequence[dict], cfg: SyntheticConfig,
         if q and q not in seen:
             seen.add(q)
             questions.append(q)
-    vote_params = GenerationParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, n=cfg.votes,
-                                   seed=cfg.seed + 1)
+    vote_params = cfg.sampling.replace(n=cfg.votes, seed=cfg.sampling.seed + 1)
     solutions = backend.generate([build_prompt(backend, q, "cot") for q in questions], vote_params) if questions else []
     rows = []
     for i, (q, sols) in enumerate(zip(questions, solutions)):

@@ -29,13 +29,13 @@ Usage::
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
 from pydantic import Field
 
 from domainspec.common.config import Config
+from domainspec.common.models.sampling import SamplingConfig
 from domainspec.math.prompts import COT_SYSTEM_PROMPT, TIR_SYSTEM_PROMPT
 
 Mode = Literal["cot", "tir"]
@@ -140,9 +140,10 @@ class TIRTrace:
     finish: str = "stop"  # "stop" (model ended) or "max_tool_calls"
 
 
-def run_cot(backend: Any, prompts: Sequence[str], params: Any, progress: bool = False) -> list[list[str]]:
+def run_cot(backend: Any, prompts: Sequence[str], params: SamplingConfig, progress: bool = False,
+            sample_start: Sequence[int] | None = None) -> list[list[str]]:
     """Plain CoT: one generation per prompt, ``params.n`` samples each."""
-    return backend.generate(list(prompts), params, progress=progress)
+    return backend.generate(list(prompts), params, progress=progress, sample_start=sample_start)
 
 
 def _execute(sandbox: Any, programs: list[str], timeout_s: float) -> list[Any]:
@@ -164,8 +165,9 @@ class _Failed:
     stdout: str = ""
 
 
-def run_tir(backend: Any, prompts: Sequence[str], params: Any, sandbox: Any,
-            config: TIRConfig | None = None, progress: bool = False) -> list[list[TIRTrace]]:
+def run_tir(backend: Any, prompts: Sequence[str], params: SamplingConfig, sandbox: Any,
+            config: TIRConfig | None = None, progress: bool = False,
+            sample_start: Sequence[int] | None = None) -> list[list[TIRTrace]]:
     """TIR for a batch of prompts; returns ``params.n`` traces per prompt.
 
     The first call samples ``n`` completions per prompt; every continuation is one completion
@@ -175,10 +177,10 @@ def run_tir(backend: Any, prompts: Sequence[str], params: Any, sandbox: Any,
     stops = list(getattr(params, "stop", None) or [])
     if OUTPUT_STOP not in stops:
         stops.append(OUTPUT_STOP)
-    first = dataclasses.replace(params, stop=stops)
-    cont = dataclasses.replace(params, stop=stops, n=1)
+    first = params.replace(stop=stops)
+    cont = params.replace(stop=stops, n=1)
 
-    chunks = backend.generate(list(prompts), first, progress=progress)
+    chunks = backend.generate(list(prompts), first, progress=progress, sample_start=sample_start)
     traces = [[TIRTrace(response=c) for c in per] for per in chunks]
     # sequences still running: (prompt index, sample index); the newest chunk decides
     active = [(i, j) for i, per in enumerate(chunks) for j in range(len(per))]
@@ -212,13 +214,28 @@ def run_tir(backend: Any, prompts: Sequence[str], params: Any, sandbox: Any,
     return traces
 
 
-def infer(backend: Any, questions: Sequence[str], mode: Mode, params: Any, sandbox: Any = None,
-          config: TIRConfig | None = None, progress: bool = False) -> list[list[str]]:
-    """Responses (``params.n`` per question) in ``mode``; TIR needs a sandbox."""
+def infer(backend: Any, questions: Sequence[str], mode: Mode, params: SamplingConfig, sandbox: Any = None,
+          config: TIRConfig | None = None, progress: bool = False,
+          sample_start: Sequence[int] | None = None) -> list[list[str]]:
+    """Responses (``params.n`` per question) in ``mode``; TIR needs a sandbox.
+    ``sample_start[i]``: the sample index of question i's first response (resuming)."""
     prompts = [build_prompt(backend, q, mode) for q in questions]
     if mode == "cot":
-        return run_cot(backend, prompts, params, progress=progress)
+        return run_cot(backend, prompts, params, progress=progress, sample_start=sample_start)
     if sandbox is None:
         raise ValueError("TIR inference needs a sandbox (domainspec.common.sandbox.pool.Sandbox)")
-    traces = run_tir(backend, prompts, params, sandbox, config, progress=progress)
+    traces = run_tir(backend, prompts, params, sandbox, config, progress=progress, sample_start=sample_start)
     return [[t.response for t in per] for per in traces]
+
+
+def completer(backend: Any, mode: Mode, sandbox: Any = None, config: TIRConfig | None = None,
+              progress: bool = False):
+    """CoT/TIR inference as a completer of the one generate -> score path (``eval.generate.Completer``):
+    each task's prompt is the question."""
+    def complete(tasks, sampling, sample_start, on_done):
+        outs = infer(backend, [t.prompt for t in tasks], mode, sampling, sandbox, config, progress, sample_start)
+        if on_done is not None:
+            for i, texts in enumerate(outs):
+                on_done(i, list(texts))
+        return outs
+    return complete

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from domainspec.common.config import ConfigError
+from domainspec.common.pipeline.markers import read_done, read_running
 from domainspec.coder.sft import DEFAULT_CONFIG, load_coder_sft_config, run_coder_sft
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,7 +24,7 @@ FAST = [
     "stages.0.train.max_steps=2", "stages.0.train.save_every=1",
     "stages.1.data.0.size=20", "stages.1.data.1.size=4", "stages.1.num_samples=24", "stages.1.seq_len=256",
     "stages.1.train.max_steps=2", "stages.1.train.save_every=1",
-    "eval.toy_tasks=4", "eval.max_new_tokens=12",
+    "eval.toy_tasks=4", "eval.sampling.max_new_tokens=12",
 ]
 
 
@@ -75,16 +76,19 @@ def test_two_stage_run_resumes_after_kill(tmp_path):
     assert proc.poll() is None, f"run ended before a stage-2 checkpoint: {proc.stderr.read().decode()[-2000:]}"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert (out / "1_broad" / "done.json").is_file() and not (out / "2_exec_checked" / "done.json").exists()
-    stage1_marker = (out / "1_broad" / "done.json").stat().st_mtime
+    stage1_marker = read_done(out / "1_broad")
+    assert stage1_marker is not None and read_done(out / "2_exec_checked") is None
+    assert read_running(out / "2_exec_checked") is not None  # the killed stage may resume
 
     r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "stage 1 (broad): done earlier, skipped" in r.stderr
-    assert (out / "1_broad" / "done.json").stat().st_mtime == stage1_marker
+    assert read_done(out / "1_broad") == stage1_marker  # not re-written
     summary = json.loads((out / "summary.json").read_text())
     st1, st2 = summary["stages"]
     assert st2["resumed_from_step"] and st2["resumed_from_step"] >= 2
+    assert read_done(out / "2_exec_checked").result["resumed_from_step"] == st2["resumed_from_step"]
+    assert read_running(out / "2_exec_checked") is None
     steps = [json.loads(x)["step"] for x in (out / "2_exec_checked" / "metrics.jsonl").read_text().splitlines()]
     assert steps[-1] == 6
     for st in (st1, st2):
@@ -94,6 +98,7 @@ def test_two_stage_run_resumes_after_kill(tmp_path):
         assert losses and all(v == v and v < 20 for v in losses)
         assert st["eval"]["toy"]["num_samples"] == 4
         assert (sdir / "eval" / "toy" / "results.jsonl").is_file()
+        assert read_done(sdir / "eval").result["toy"]["num_samples"] == 4  # the scoring's marker
     assert summary["base"]["toy"]["num_tasks"] == 4
     # stage 2 used execution-checked toy rows (all generated references pass) mixed with math
     sources = st2["data"]["sources"]
@@ -139,7 +144,7 @@ def test_one_sft_stage_from_smollm2_gguf(tmp_path):
         "stages=[{name: toy, data: [{path: 'builtin:toy_code_train', size: 16}], seq_len: 384, "
         "train: {lr: 2.0e-5, schedule: cosine_ramp_constant, max_steps: 2, global_batch_size: 2, "
         "micro_batch_size: 1, save_every: 0, weight_decay: 0.0, progress: false}}]",
-        "eval.toy_tasks=0", "eval.humaneval_limit=2", "eval.max_new_tokens=96", "eval.batch_size=2",
+        "eval.toy_tasks=0", "eval.humaneval_limit=2", "eval.sampling.max_new_tokens=96", "eval.sampling.batch_size=2",
     ]
     summary = run_coder_sft(load_coder_sft_config(None, overrides), tmp_path)
     st = summary["stages"][0]

@@ -8,14 +8,15 @@ import pytest
 
 from data_helpers import small_tokenizer
 from domainspec.common.recipes.cpt_data import build_cpt_examples
-from domainspec.common.data.decontam import DecontamConfig, humaneval_path
+from domainspec.common.data.decontam import DecontamConfig
 from domainspec.common.data.fim import FIMConfig
 from domainspec.common.data.sources import DataError, DataSourceConfig as S
+from domainspec.eval.benchmarks.humaneval import HUMANEVAL
 
 
 def test_build_cpt_examples(tmp_path):
     tok = small_tokenizer()
-    with gzip.open(humaneval_path(), "rt") as f:
+    with gzip.open(HUMANEVAL.default_source(), "rt") as f:
         he = json.loads(f.readline())
     notes = tmp_path / "notes.jsonl"
     notes.write_text("".join(json.dumps({"text": t}) + "\n" for t in

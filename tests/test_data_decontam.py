@@ -3,23 +3,32 @@ from __future__ import annotations
 
 import gzip
 import json
-from pathlib import Path
 
 import pytest
+from data_helpers import needs_shared_data, shared_data_dir
 
-from domainspec.common.data.decontam import BenchmarkIndex, DecontamConfig, decontaminate, humaneval_path
+from domainspec.common.data import decontam
+from domainspec.common.data.decontam import BenchmarkIndex, DecontamConfig, decontaminate, provided_texts
 from domainspec.common.data.sources import DataError
+from domainspec.eval.benchmarks.humaneval import HUMANEVAL
+from domainspec.eval.benchmarks.registry import BENCHMARKS
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = shared_data_dir()
 
 
 def _humaneval_rows():
-    with gzip.open(humaneval_path(), "rt") as f:
+    with gzip.open(HUMANEVAL.default_source(), "rt") as f:
         return [json.loads(line) for line in f]
 
 
+def build(**kw) -> BenchmarkIndex:
+    """The index the CPT data path builds: the benchmarks' texts through TEXTS_PROVIDER."""
+    cfg = DecontamConfig(**kw)
+    return BenchmarkIndex.from_texts(provided_texts(cfg), cfg.n)
+
+
 def test_drops_planted_humaneval_and_keeps_neighbours(tmp_path):
-    index = BenchmarkIndex.build(DecontamConfig(benchmarks=["humaneval"]))
+    index = build(benchmarks=["humaneval"])
     he = _humaneval_rows()[7]
     neighbours = ["def add(a, b):\n    return a + b\n",
                   "import os\n\nprint(os.getcwd())\n",
@@ -36,9 +45,9 @@ def test_drops_planted_humaneval_and_keeps_neighbours(tmp_path):
     assert rows[0]["benchmark"] == "humaneval" and len(rows[0]["ngram"].split()) == 10
 
 
-@pytest.mark.skipif(not (DATA / "gsm8k" / "test.jsonl").is_file(), reason=f"benchmark data not found at {DATA}")
+@needs_shared_data("gsm8k/test.jsonl", "math/math500_test.jsonl")
 def test_math_benchmarks_and_reformatting(tmp_path):
-    index = BenchmarkIndex.build(DecontamConfig(benchmarks=["gsm8k", "math"], data_dir=str(DATA)))
+    index = build(benchmarks=["gsm8k", "math"], data_dir=str(DATA))
     q = json.loads((DATA / "gsm8k" / "test.jsonl").read_text().splitlines()[5])["question"]
     # whitespace/case/punctuation changes do not hide a copy
     assert index.find("Practice:\n" + q.upper().replace(" ", "  ").replace(",", " ;")).benchmark == "gsm8k"
@@ -48,24 +57,82 @@ def test_math_benchmarks_and_reformatting(tmp_path):
 def test_n_configurable_and_user_files(tmp_path):
     f = tmp_path / "bench.jsonl"
     f.write_text(json.dumps({"task_id": "t1", "question": "alpha beta gamma delta epsilon"}) + "\n")
-    idx = BenchmarkIndex.build(DecontamConfig(n=5, benchmarks=["mine"], files={"mine": str(f)}))
+    idx = build(n=5, benchmarks=["mine"], files={"mine": str(f)})
     assert idx.find("x alpha beta gamma delta epsilon y").task_id == "t1"
     assert idx.find("alpha beta gamma delta") is None
 
 
 def test_missing_benchmark_file(tmp_path):
     with pytest.raises(DataError, match="benchmark file for 'gsm8k' not found"):
-        BenchmarkIndex.build(DecontamConfig(benchmarks=["gsm8k"], data_dir=str(tmp_path)))
-    assert len(BenchmarkIndex.build(DecontamConfig(benchmarks=["gsm8k"], data_dir=str(tmp_path),
-                                                   missing_ok=True))) == 0
+        build(benchmarks=["gsm8k"], data_dir=str(tmp_path))
+    assert len(build(benchmarks=["gsm8k"], data_dir=str(tmp_path), missing_ok=True)) == 0
 
 
 def test_default_location_missing_warns_not_fails(tmp_path, monkeypatch, caplog):
     """A machine without the benchmark files can still run the default pipeline; it is told what was not checked."""
-    import domainspec.common.data.decontam as d
+    import domainspec.eval.benchmarks.decontamination as d
     monkeypatch.delenv("DOMAINSPEC_BENCHMARK_DATA", raising=False)
     monkeypatch.setattr(d, "default_data_dir", lambda: tmp_path / "absent")
     with caplog.at_level("WARNING"):
-        idx = BenchmarkIndex.build(DecontamConfig(benchmarks=["humaneval", "gsm8k"]))
+        idx = build(benchmarks=["humaneval", "gsm8k"])
     assert idx.sizes.get("humaneval") == 164 and "gsm8k" not in idx.sizes
     assert "NOT decontaminated against gsm8k" in caplog.text
+
+
+def test_named_env_location_must_exist(tmp_path, monkeypatch):
+    """$DOMAINSPEC_BENCHMARK_DATA names a location: a benchmark file missing there stops the run."""
+    monkeypatch.setenv("DOMAINSPEC_BENCHMARK_DATA", str(tmp_path))
+    with pytest.raises(DataError, match=f"benchmark file for 'mbpp' not found at {tmp_path}"):
+        build(benchmarks=["mbpp"])
+
+
+def test_index_takes_any_texts_and_first_text_names_an_ngram():
+    """The engine's index knows no benchmark: it indexes the (benchmark, id, text) triples it is given."""
+    text = "one two three four five six"
+    idx = BenchmarkIndex.from_texts([("a", "1", text), ("b", "7", "x " + text), ("b", "8", "unrelated words")], n=3)
+    assert idx.sizes == {"a": 1, "b": 2}
+    m = idx.find("say three four five now")
+    assert (m.benchmark, m.task_id, m.ngram) == ("a", "1", "three four five")
+
+
+def test_default_is_every_registered_benchmark_in_registry_order(tmp_path):
+    """benchmarks: None reads each registered benchmark's own file and fields (here: user copies)."""
+    files = {"humaneval": {"task_id": "H/0", "prompt": "def f():", "canonical_solution": "  return 1", "test": "t",
+                           "entry_point": "f"},
+             "mbpp": {"task_id": 11, "text": "mbpp text", "code": "code", "test_list": ["assert a", "assert b"]},
+             "gsm8k": {"question": "q words", "answer": "a #### 1", "unused": "NOT INDEXED"},
+             "math": {"problem": "p", "solution": "s", "unique_id": "test/x/1.json"}}
+    for name, row in files.items():
+        (tmp_path / f"{name}.jsonl").write_text(json.dumps(row) + "\n")
+    cfg = DecontamConfig(files={n: str(tmp_path / f"{n}.jsonl") for n in files})
+    got = list(provided_texts(cfg))
+    assert [g[0] for g in got] == list(BENCHMARKS) == ["humaneval", "mbpp", "gsm8k", "math"]
+    assert got == [("humaneval", "H/0", "def f():\n  return 1\nt"), ("mbpp", "11", "mbpp text\ncode\nassert a\nassert b"),
+                   ("gsm8k", "0", "q words\na #### 1"), ("math", "test/x/1.json", "p\ns")]
+
+
+def test_unregistered_benchmark_needs_a_file_and_the_error_lists_the_known_ones(tmp_path):
+    with pytest.raises(DataError, match=r"'hellaswag' is not a registered benchmark \(gsm8k, humaneval, math, mbpp\); "
+                                        r"give its path in decontam.files.hellaswag"):
+        build(benchmarks=["hellaswag"], data_dir=str(tmp_path))
+
+
+def test_a_bad_benchmark_line_names_file_and_line(tmp_path):
+    f = tmp_path / "gsm8k.jsonl"
+    f.write_text(json.dumps({"question": "q", "answer": "#### 1"}) + "\n{oops\n")
+    with pytest.raises(ValueError, match=r"gsm8k.jsonl:2: not valid JSON"):
+        build(benchmarks=["gsm8k"], files={"gsm8k": str(f)})
+
+
+def test_broken_texts_provider_raises(monkeypatch):
+    monkeypatch.setattr(decontam, "TEXTS_PROVIDER", "domainspec.eval.benchmarks.nowhere:texts")
+    with pytest.raises(RuntimeError, match="TEXTS_PROVIDER domainspec.eval.benchmarks.nowhere:texts does not load"):
+        build(benchmarks=["humaneval"])
+
+
+@needs_shared_data("mbpp/mbpp.jsonl", "gsm8k/test.jsonl", "math/math500_test.jsonl")
+def test_default_index_sizes_of_the_shared_data():
+    """The default run's index: every row of the four local copies (counts pinned before the inversion)."""
+    idx = build(data_dir=str(DATA))
+    assert idx.sizes == {"humaneval": 164, "mbpp": 974, "gsm8k": 1319, "math": 500}
+    assert len(idx) == 278606

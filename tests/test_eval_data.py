@@ -4,13 +4,16 @@ import json
 from pathlib import Path
 
 import pytest
+from data_helpers import needs_shared_data, shared_data_dir
 
 from domainspec.eval.benchmarks import registry
-from domainspec.eval.datafiles import EvalDataError, load_rows, row_id
+from domainspec.common.artifacts import DataFileError, row_id
+from domainspec.eval.datafiles import EvalDataError, load_rows
+from domainspec.eval.benchmarks.base import Task
 from domainspec.eval.benchmarks.registry import BENCHMARKS, RegistryError, get_benchmark, register
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"benchmark data not found at {DATA}")
+DATA = shared_data_dir()
+needs_data = needs_shared_data("mbpp/mbpp.jsonl", "math/math500_test.jsonl")
 
 
 def write_jsonl(path: Path, rows) -> Path:
@@ -29,6 +32,7 @@ def test_broken_registration_raises(monkeypatch):
     class NoGrade:
         name, version, kind = "broken", "0", "math"
         load = prompt = stop_sequences = protocol = staticmethod(lambda *a: None)
+        local_copy = decontamination_texts = staticmethod(lambda *a: None)
 
     monkeypatch.setattr(registry, "BENCHMARKS", dict(BENCHMARKS))
     with pytest.raises(RegistryError, match="'broken' \\(math\\): missing method\\(s\\) gold, breakdown"):
@@ -38,7 +42,7 @@ def test_broken_registration_raises(monkeypatch):
         register(NoGrade())
     taken = type("Taken", (), {**{k: getattr(get_benchmark("gsm8k"), k) for k in
                                   ("version", "kind", "load", "prompt", "stop_sequences", "protocol", "gold",
-                                   "breakdown")}, "name": "gsm8k"})()
+                                   "breakdown", "local_copy", "decontamination_texts")}, "name": "gsm8k"})()
     with pytest.raises(RegistryError, match="already registered"):
         register(taken)
 
@@ -48,6 +52,35 @@ def test_row_ids():
     assert row_id({"unique_id": "test/a/1.json", "idx": 4}, 3) == "test/a/1.json"
     assert row_id({"idx": 4}, 3) == "4"
     assert row_id({"question": "q"}, 3) == "3"
+    # `id` (the math problem files) ranks below the benchmark id fields, above the row number
+    assert row_id({"id": "gen-0-1", "question": "q"}, 3) == "gen-0-1"
+    assert row_id({"id": "x", "idx": 4}, 3) == "4"
+
+
+def test_one_error_type_and_a_new_benchmark_must_say_its_decontamination_text(monkeypatch):
+    assert EvalDataError is DataFileError  # every `except EvalDataError` also catches the shared reader's errors
+
+    class NoDecontam:
+        name, version, kind = "nodecontam", "0", "code"
+        load = prompt = stop_sequences = protocol = program = staticmethod(lambda *a: None)
+
+    monkeypatch.setattr(registry, "BENCHMARKS", dict(BENCHMARKS))
+    with pytest.raises(RegistryError, match=r"missing method\(s\) local_copy, decontamination_texts"):
+        register(NoDecontam())
+
+
+def test_each_benchmark_owns_its_gold_rule_and_cot_prompt():
+    from domainspec.common.data.builtin.math_prompts import COT_SYSTEM_PROMPT
+    from domainspec.eval.benchmarks.cot import COT_INSTRUCTION
+    from domainspec.eval.benchmarks.gsm8k import gsm8k_gold
+    from domainspec.eval.benchmarks.hendrycks_math import math_gold
+    from domainspec.eval.grader import math_grader
+
+    assert gsm8k_gold("so 5 + 7 = 12\n#### 1,200") == "1200"
+    assert math_gold({"solution": "so \\boxed{\\frac{1}{2}}."}) == "\\frac{1}{2}"
+    assert (math_grader.gsm8k_gold, math_grader.math_gold) == (gsm8k_gold, math_gold)  # re-exported, not copied
+    assert COT_INSTRUCTION is COT_SYSTEM_PROMPT  # one CoT instruction for eval prompts and math training
+    assert get_benchmark("gsm8k").prompt(Task("0", "1+1?"), "chat")[0]["content"] == COT_SYSTEM_PROMPT
 
 
 def test_humaneval_default_and_gzip(tmp_path):

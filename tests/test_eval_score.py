@@ -4,11 +4,12 @@ import time
 from pathlib import Path
 
 import pytest
+from data_helpers import needs_shared_data, shared_data_dir
 
 from domainspec.common.cli import main
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"benchmark data not found at {DATA}")
+DATA = shared_data_dir()
+needs_data = needs_shared_data("mbpp/mbpp.jsonl", "gsm8k/test.jsonl", "math/math500_test.jsonl")
 
 # MBPP test-split tasks whose reference solution fails, and why (none: tasks 367 and 927 need
 # test_setup_code to run after the solution, which defines the Node class the setup uses)
@@ -203,7 +204,7 @@ def test_score_samples_in_memory_with_a_shared_grader(tmp_path):
     grader = MathGrader(mode="qwen-compat")
     scored = score_samples(bench, tasks, [{"task_id": "1", "completion": "\\boxed{4}"},
                                           {"task_id": "1", "completion": "\\boxed{4.0}"}], ks=(1, 2), grader=grader)
-    assert [(r["sample_index"], r["passed"]) for r in scored.results] == [(0, True), (1, True)]
+    assert [(r.sample_index, r.passed) for r in scored.results] == [(0, True), (1, True)]
     assert scored.summary["grader"]["mode"] == "qwen-compat" and scored.summary["tasks_without_samples"] == 1
     assert scored.summary["num_tasks"] == 1 and scored.summary["metrics"]["maj@2"] == 1.0
     with pytest.raises(EvalDataError, match="not in the math data"):

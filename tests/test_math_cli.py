@@ -53,5 +53,22 @@ def test_rm_train_cli_on_graded_samples(micro_lm, tmp_path):
 
 def test_bad_config_key_is_a_config_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "domainspec.common.cli", "math", "loop", "--out", str(tmp_path),
-                        "--set", "sampling.nn=3"], capture_output=True, text=True)
-    assert r.returncode == 2 and "sampling.nn: unknown key" in r.stderr
+                        "--set", "rejection_sampling.sampling.nn=3"], capture_output=True, text=True)
+    assert r.returncode == 2 and "rejection_sampling.sampling.nn: unknown key" in r.stderr
+
+
+@pytest.mark.parametrize("mode", ["cot", "tir"])
+def test_reject_sample_cli_builds_the_stage_config(micro_lm, problems, tmp_path, mode):
+    """The CLI takes the reject_sample stage's config (sampling, TIR and sandbox sections included)."""
+    out = tmp_path / "rs"
+    rc = main(["math", "reject-sample", "--model", str(micro_lm), "--problems", str(problems), "--out", str(out),
+               "--set", "rejection_sampling.sampling.n=3", "--set", "rejection_sampling.sampling.max_new_tokens=16",
+               "--set", "rejection_sampling.sampling.temperature=0.9", "--set", f"rejection_sampling.mode={mode}",
+               "--set", "tir.max_tool_calls=1", "--set", "sandbox.workers=1"])
+    assert rc == 0
+    samples = [json.loads(x) for x in (out / "samples.jsonl").read_text().splitlines()]
+    assert [len(r["responses"]) for r in samples] == [3, 3] and [r["answer"] for r in samples] == ["5", "4"]
+    resolved = (out / "resolved_config.yaml").read_text()
+    assert "max_tool_calls: 1" in resolved and f"mode: {mode}" in resolved and "n: 3" in resolved
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["num_samples"] == 6

@@ -7,27 +7,9 @@ stop string (excluded) and records every batch of prompts it was asked for.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
-
-@dataclass
-class FakeParams:
-    """Same fields as domainspec.common.models.generation.GenerationParams (used when it is absent)."""
-    max_new_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
-    n: int = 1
-    stop: list = field(default_factory=list)
-    seed: int = 0
-    batch_size: int = 8
-
-
 def make_params(**kw):
-    try:
-        from domainspec.common.models.generation import GenerationParams
-        return GenerationParams(**kw)
-    except ImportError:
-        return FakeParams(**kw)
+    from domainspec.common.models.sampling import SamplingConfig
+    return SamplingConfig(**kw)
 
 
 class ChatTemplate:
@@ -49,7 +31,7 @@ class ScriptedBackend(ChatTemplate):
                 return s if s and isinstance(s[0], list) else [s]
         raise KeyError(f"no script for prompt {prompt[:80]!r}")
 
-    def generate(self, prompts, params, progress=False):
+    def generate(self, prompts, params, progress=False, sample_start=None, on_done=None):
         self.batches.append(list(prompts))
         self.params_seen.append(params)
         out = []
@@ -78,7 +60,7 @@ class FixedBackend(ChatTemplate):
         self.responses = responses
         self.params_seen = []
 
-    def generate(self, prompts, params, progress=False):
+    def generate(self, prompts, params, progress=False, sample_start=None, on_done=None):
         self.params_seen.append(params)
         out = []
         for p in prompts:

@@ -4,16 +4,15 @@ import json
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
+from data_helpers import needs_shared_data, shared_data_dir
 
 from domainspec.eval.grader.pool import check_body
 from domainspec.eval.grader.math_grader import (GRADER_VERSION, Grade, MathGrader, extract_answer, gsm8k_gold,
                                          is_equiv, math_gold, normalize_answer)
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
+DATA = shared_data_dir()
 POWER_TOWER = r"2^{2^{2^{2^{2^{2^{2^{2}}}}}}}"
 LIMIT_S = 2.0
 
@@ -266,7 +265,7 @@ def _jsonl(path):
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-@pytest.mark.skipif(not (DATA / "gsm8k" / "test.jsonl").exists(), reason=f"no GSM8K data under {DATA}")
+@needs_shared_data("gsm8k/test.jsonl")
 def test_gsm8k_gold_solutions_score_one():
     rows = _jsonl(DATA / "gsm8k" / "test.jsonl")
     assert len(rows) == 1319
@@ -275,7 +274,7 @@ def test_gsm8k_gold_solutions_score_one():
     assert sum(g.correct for g in grades) == 1319
 
 
-@pytest.mark.skipif(not (DATA / "math" / "math500_test.jsonl").exists(), reason=f"no MATH-500 data under {DATA}")
+@needs_shared_data("math/math500_test.jsonl")
 @pytest.mark.parametrize("mode", ["strict", "qwen-compat"])
 def test_math500_gold_solutions_score_one(mode):
     rows = _jsonl(DATA / "math" / "math500_test.jsonl")

@@ -11,6 +11,7 @@ import pytest
 
 import domainspec.math.loop as loop_mod
 from domainspec.common.config import ConfigError, load_config
+from domainspec.common.pipeline.markers import read_done, read_running
 from domainspec.math.loop import MathLoopConfig, run_loop
 from test_math_fakes import ChatTemplate
 
@@ -20,9 +21,9 @@ MICRO = ["model.tiny.hidden_size=32", "model.tiny.num_hidden_layers=1", "model.t
          "model.tiny.vocab_size=300", "problems.seed_problems=16", "problems.round_problems=6",
          "problems.heldout_problems=4", "initial_sft.seq_len=256", "initial_sft.train.max_steps=2",
          "initial_sft.train.global_batch_size=4", "initial_sft.train.micro_batch_size=4",
-         "initial_sft.train.save_every=0", "sampling.n=4", "sampling.top_k=2", "reward_model.train.epochs=1",
+         "initial_sft.train.save_every=0", "rejection_sampling.sampling.n=4", "rejection_sampling.top_k=2", "reward_model.train.epochs=1",
          "reward_model.max_length=96", "round_sft.seq_len=256", "round_sft.train.max_steps=2",
-         "round_sft.train.global_batch_size=4", "round_sft.train.micro_batch_size=4", "eval.k=3",
+         "round_sft.train.global_batch_size=4", "round_sft.train.micro_batch_size=4", "eval.sampling.n=3",
          "eval.modes=[cot,tir]", "sandbox.workers=1"]
 
 
@@ -34,7 +35,7 @@ class Solver(ChatTemplate):
     def __init__(self, answers):
         self.answers = answers
 
-    def generate(self, prompts, params, progress=False):
+    def generate(self, prompts, params, progress=False, sample_start=None, on_done=None):
         Solver.calls.append(len(prompts))
         out = []
         for p in prompts:
@@ -85,6 +86,10 @@ def test_micro_loop_runs_and_resumes_round_by_round(solver, tmp_path, monkeypatc
         run_loop(cfg, out)
     assert (out / "round_1" / "round.json").is_file() and not (out / "round_2" / "round.json").exists()
     assert (out / "round_2" / "samples.jsonl").is_file() and (out / "round_2" / "rm" / "final" / "config.json").is_file()
+    # the steps that finished left their done markers; the killed one and the round did not
+    assert read_done(out / "round_2", "samples") and read_done(out / "round_2", "rm")
+    assert read_done(out / "round_2", "rs") is None and read_done(out / "round_2") is None
+    assert read_running(out, "loop").hash == cfg.content_hash()
     r1_mtime = (out / "round_1" / "round.json").stat().st_mtime_ns
     rm2_mtime = (out / "round_2" / "rm" / "rm_eval.json").stat().st_mtime_ns
     monkeypatch.setattr(rs_mod, "rejection_sample", orig)
@@ -116,22 +121,23 @@ def test_micro_loop_runs_and_resumes_round_by_round(solver, tmp_path, monkeypatc
     assert "| 2 | heldout | tir |" in (out / "report.md").read_text()
     assert (out / "policy").resolve() == (out / "round_2" / "sft" / "final").resolve()
     # the scripted solver is right on a fixed half: the greedy accuracy is what the grader says it is
-    greedy = [json.loads(x) for x in (out / "round_2" / "eval" / "samples_heldout_cot.jsonl").read_text().splitlines()
-              if json.loads(x)["kind"] == "greedy"]
+    greedy = [json.loads(x) for x in
+              (out / "round_2" / "eval" / "heldout_cot" / "greedy" / "results.jsonl").read_text().splitlines()]
     assert table[4]["pass@1"] == pytest.approx(sum(g["passed"] for g in greedy) / len(greedy))
 
-    changed = load_config(MathLoopConfig, DEFAULT, MICRO + ["sampling.n=5"])
+    assert read_done(out, "loop").hash == cfg.content_hash() and read_running(out, "loop") is None
+    changed = load_config(MathLoopConfig, DEFAULT, MICRO + ["rejection_sampling.sampling.n=5"])
     with pytest.raises(ConfigError, match="different config"):
         run_loop(changed, out)
 
 
 def test_bad_loop_config_names_the_yaml_path(tmp_path):
     bad = tmp_path / "loop.yaml"
-    bad.write_text("rounds: 2\nsampling:\n  n: 0\n  tempreature: 1.0\n")
+    bad.write_text("rounds: 2\nrejection_sampling:\n  sampling:\n    n: 0\n    tempreature: 1.0\n")
     with pytest.raises(ConfigError) as e:
         load_config(MathLoopConfig, bad)
-    assert "sampling.n" in str(e.value) and "loop.yaml:3" in str(e.value)
-    assert "sampling.tempreature: unknown key" in str(e.value)
+    assert "rejection_sampling.sampling.n" in str(e.value) and "loop.yaml:4" in str(e.value)
+    assert "rejection_sampling.sampling.tempreature: unknown key" in str(e.value)
 
 
 def test_rm_groups_merge_a_question_across_rounds():

@@ -60,7 +60,7 @@ def test_rejection_sample_end_to_end_writes_sft_and_stats(tmp_path):
     backend = FixedBackend({"What is 2+3?": ["2+3 = 5. \\boxed{5}", "I think \\boxed{6}", "2+3 = 5. \\boxed{5}",
                                             "Adding: 5. The answer is \\boxed{5}"],
                             "What is 9-9?": ["\\boxed{1}", "\\boxed{2}"]})
-    cfg = RejectionSamplingConfig(n=4, top_k=2, temperature=0.8)
+    cfg = RejectionSamplingConfig(sampling={"n": 4, "temperature": 0.8}, top_k=2)
     problems = [{"id": "p1", "question": "What is 2+3?", "answer": "5"},
                 {"id": "p2", "question": "What is 9-9?", "answer": "0"}]
     rows = sample_responses(backend, problems, cfg)

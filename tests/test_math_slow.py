@@ -52,13 +52,15 @@ def test_smollm2_cot_and_tir_on_gsm8k(tmp_path):
     backend = make_backend("hf", ModelConfig(name_or_path=str(gguf.parent), gguf_file=gguf.name))
     problems = benchmark_problems(BenchmarkData(name="gsm8k", path=str(DATA / "gsm8k" / "test.jsonl"), limit=3))
     assert [p["answer"] for p in problems] == ["18", "3", "70000"]
-    cfg = MathEvalConfig(modes=["cot", "tir"], k=1, max_new_tokens=160, batch_size=3)
+    cfg = MathEvalConfig(modes=["cot", "tir"], sampling={"n": 1, "max_new_tokens": 160, "batch_size": 3})
     with Sandbox(SandboxConfig(timeout_s=5, workers=2)) as sb:
         res = evaluate(backend, problems, cfg, tmp_path, "gsm8k", sandbox=sb, tir_config=TIRConfig(max_tool_calls=2,
                                                                                                 tool_timeout_s=5))
     for mode in ("cot", "tir"):
         assert res[mode]["num_problems"] == 3 and 0.0 <= res[mode]["pass@1"] <= 1.0
-        rows = [json.loads(x) for x in (tmp_path / f"samples_gsm8k_{mode}.jsonl").read_text().splitlines()]
+        rows = [json.loads(x) for x in (tmp_path / f"gsm8k_{mode}" / "greedy" / "samples.jsonl").read_text().splitlines()]
+        rows = [{**r, **g} for r, g in zip(rows, (json.loads(x) for x in
+                (tmp_path / f"gsm8k_{mode}" / "greedy" / "results.jsonl").read_text().splitlines()))]
         assert len(rows) == 3 and all(r["completion"].strip() for r in rows)
         assert all(isinstance(r["passed"], bool) for r in rows)
     print(json.dumps(res, indent=2))

@@ -3,7 +3,7 @@ import time
 
 import pytest
 
-from domainspec.common.models.generation import GenerationParams
+from domainspec.common.models.sampling import SamplingConfig
 from domainspec.common.sandbox.pool import Sandbox, SandboxConfig
 from domainspec.eval.grader.math_grader import MathGrader
 from domainspec.math.tir import (MAX_CALLS_NOTICE, TIRConfig, build_prompt, extract_program, format_tool_output,
@@ -31,7 +31,7 @@ def sandbox():
 def test_three_tool_calls_give_the_exact_transcript_and_finished_rows_leave_the_batch(sandbox):
     backend = ScriptedBackend({"Q-three": THREE_CALLS, "Q-plain": ["4 + 4 = 8, so \\boxed{8}."]})
     prompts = [build_prompt(backend, q, "tir") for q in ("Q-three", "Q-plain")]
-    traces = run_tir(backend, prompts, GenerationParams(max_new_tokens=64), sandbox)
+    traces = run_tir(backend, prompts, SamplingConfig(max_new_tokens=64), sandbox)
     t = traces[0][0]
     assert t.response == EXPECTED
     assert [c.output for c in t.tool_calls] == ["5", "25", "5"]
@@ -53,7 +53,7 @@ def test_infinite_loop_and_crash_yield_answers_within_the_time_bound(sandbox):
     })
     qs = ["Q-loop", "Q-crash", "Q-syntax", "Q-exit"]
     start = time.monotonic()
-    out = run_tir(backend, [build_prompt(backend, q, "tir") for q in qs], GenerationParams(), sandbox,
+    out = run_tir(backend, [build_prompt(backend, q, "tir") for q in qs], SamplingConfig(), sandbox,
                   TIRConfig(tool_timeout_s=1.5))
     elapsed = time.monotonic() - start
     loop, crash, syntax, exit_ = (o[0] for o in out)
@@ -69,7 +69,7 @@ def test_infinite_loop_and_crash_yield_answers_within_the_time_bound(sandbox):
 def test_tool_call_limit_ends_with_qwen_notice(sandbox):
     call = "```python\nprint(7)\n```\n```output"
     backend = ScriptedBackend({"Q-greedy": [call, "\n" + call, "\n" + call, "\n" + call]})
-    out = run_tir(backend, [build_prompt(backend, "Q-greedy", "tir")], GenerationParams(), sandbox,
+    out = run_tir(backend, [build_prompt(backend, "Q-greedy", "tir")], SamplingConfig(), sandbox,
                   TIRConfig(max_tool_calls=2))[0][0]
     assert len(out.tool_calls) == 2 and out.finish == "max_tool_calls"
     assert out.response.endswith("```\n" + MAX_CALLS_NOTICE)
@@ -83,7 +83,7 @@ class BrokenSandbox:
 
 def test_sandbox_failure_becomes_an_error_line_not_a_crash():
     backend = ScriptedBackend({"Q": ["```python\nprint(1)\n```\n```output", "\n\\boxed{1}"]})
-    t = run_tir(backend, [build_prompt(backend, "Q", "tir")], GenerationParams(), BrokenSandbox())[0][0]
+    t = run_tir(backend, [build_prompt(backend, "Q", "tir")], SamplingConfig(), BrokenSandbox())[0][0]
     assert t.tool_calls[0].status == "error" and "worker pool died" in t.tool_calls[0].output
     assert t.response.endswith("\\boxed{1}")
 
@@ -91,17 +91,17 @@ def test_sandbox_failure_becomes_an_error_line_not_a_crash():
 def test_n_samples_each_continue_on_their_own(sandbox):
     streams = [["A```python\nprint(11)\n```\n```output", "\n\\boxed{11}"], ["B: \\boxed{12}"]]
     backend = ScriptedBackend({"Q-n": streams})
-    out = run_tir(backend, [build_prompt(backend, "Q-n", "tir")], GenerationParams(n=2, temperature=0.7), sandbox)[0]
+    out = run_tir(backend, [build_prompt(backend, "Q-n", "tir")], SamplingConfig(n=2, temperature=0.7), sandbox)[0]
     assert [t.response for t in out] == ["A```python\nprint(11)\n```\n```output\n11\n```\n\n\\boxed{11}", "B: \\boxed{12}"]
     assert backend.params_seen[0].n == 2 and backend.params_seen[1].n == 1
 
 
 def test_cot_mode_uses_cot_system_prompt_and_tir_requires_sandbox():
     backend = ScriptedBackend({"Q": ["\\boxed{1}"]})
-    assert infer(backend, ["Q"], "cot", GenerationParams()) == [["\\boxed{1}"]]
+    assert infer(backend, ["Q"], "cot", SamplingConfig()) == [["\\boxed{1}"]]
     assert "reason step by step" in backend.batches[0][0]
     with pytest.raises(ValueError, match="needs a sandbox"):
-        infer(backend, ["Q"], "tir", GenerationParams())
+        infer(backend, ["Q"], "tir", SamplingConfig())
 
 
 @pytest.mark.parametrize("text, program", [

@@ -12,8 +12,9 @@ from domainspec.common.models import loading as modeling  # noqa: E402
 from domainspec.common.config import ConfigError  # noqa: E402
 from domainspec.common.models.loading import (  # noqa: E402
     ModelConfig, QWEN_SPECIAL_TOKENS, effective_max_positions, load_model_and_tokenizer,
-    model_flops_per_token, peak_flops, resolve_attn_implementation, resolve_dtype)
+    resolve_attn_implementation, resolve_dtype)
 from domainspec.common.models.tiny import build_tiny_model  # noqa: E402
+from domainspec.common.train.flops import model_flops_per_token, peak_flops  # noqa: E402
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 CODE = (STDLIB / "textwrap.py").read_text() + "\nx = 'café ünïcode → ∑ 😀'\n\tif a  !=  b:\r\n    pass\n"

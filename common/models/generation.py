@@ -4,7 +4,7 @@ Usage::
 
     backend = make_backend("hf", ModelConfig(name_or_path="tiny"))
     prompt = backend.apply_chat_template([{"role": "user", "content": "2+2?"}])
-    outs = backend.generate([prompt], GenerationParams(max_new_tokens=64, n=4, temperature=0.7, stop=["\\n\\n"]))
+    outs = backend.generate([prompt], SamplingConfig(max_new_tokens=64, n=4, temperature=0.7, stop=["\\n\\n"]))
     # outs[0] is a list of 4 completions, each cut before the first stop string
 
 Prompts are final strings (chat template already applied), so tool-integrated
@@ -20,37 +20,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
+from domainspec.common.models.sampling import SamplingConfig
+
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class GenerationParams:
-    max_new_tokens: int = 256
-    temperature: float = 0.0  # 0 = greedy
-    top_p: float = 1.0
-    n: int = 1  # completions per prompt
-    stop: list[str] = field(default_factory=list)  # completion is cut before the first one
-    seed: int = 0
-    batch_size: int = 8  # sequences (prompt x sample) per forward batch
-
-    def __post_init__(self):
-        if self.max_new_tokens < 1 or self.n < 1 or self.batch_size < 1:
-            raise ValueError(f"GenerationParams: max_new_tokens, n and batch_size must be >= 1 (got "
-                             f"{self.max_new_tokens}, {self.n}, {self.batch_size})")
-        if self.temperature < 0 or not 0 < self.top_p <= 1:
-            raise ValueError(f"GenerationParams: need temperature >= 0 and 0 < top_p <= 1 "
-                             f"(got {self.temperature}, {self.top_p})")
-        if any(not s for s in self.stop):
-            raise ValueError("GenerationParams.stop: empty stop string")
 
 
 class GenerationBackend(Protocol):
     tokenizer: object
 
-    def generate(self, prompts: Sequence[str], params: GenerationParams, progress: bool = False,
+    def generate(self, prompts: Sequence[str], params: SamplingConfig, progress: bool = False,
                  sample_start: Sequence[int] | None = None,
                  on_done: Callable[[int, list[str]], None] | None = None) -> list[list[str]]:
         """Per prompt, ``params.n`` completions (stop string and what follows removed).
@@ -141,7 +121,7 @@ class HFBackend:
         add = not (bos and prompt.startswith(bos))
         return self.tokenizer(prompt, add_special_tokens=add)["input_ids"]
 
-    def generate(self, prompts: Sequence[str], params: GenerationParams, progress: bool = False,
+    def generate(self, prompts: Sequence[str], params: SamplingConfig, progress: bool = False,
                  sample_start: Sequence[int] | None = None,
                  on_done: Callable[[int, list[str]], None] | None = None) -> list[list[str]]:
         from tqdm.auto import tqdm
@@ -194,7 +174,7 @@ class HFBackend:
         return n_tokens
 
     def _generate_batch(self, token_lists: list[list[int]], seeds: list[int],
-                        params: GenerationParams) -> tuple[list[str], int]:
+                        params: SamplingConfig) -> tuple[list[str], int]:
         import torch
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 

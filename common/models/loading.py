@@ -11,9 +11,9 @@ Picks the attention kernel (flash_attention_2 when flash-attn and CUDA are both
 present, else PyTorch sdpa) and dtype (bf16 on CUDA GPUs that support it, fp32
 otherwise) and logs both. "tiny" builds the embedded default model
 (:mod:`domainspec.common.models.tiny`) once per recipe hash into a cache folder
-(``$DOMAINSPEC_CACHE``, default ``~/.cache/domainspec``). Also holds the FLOP
-accounting used for MFU. It does not download anything itself: hub names go to
-``from_pretrained`` unchanged.
+(``$DOMAINSPEC_CACHE``, default ``~/.cache/domainspec``). It does not download anything
+itself: hub names go to ``from_pretrained`` unchanged. FLOPs for MFU live in
+:mod:`domainspec.common.train.flops`.
 """
 from __future__ import annotations
 
@@ -331,52 +331,3 @@ def load_model_and_tokenizer(cfg: ModelConfig | None = None, for_training: bool 
              attn, why, next(model.parameters()).device, effective_max_positions(model.config),
              ", gradient checkpointing" if for_training and cfg.gradient_checkpointing else "")
     return model, tokenizer
-
-
-# ---------------------------------------------------------------- FLOPs for MFU
-
-
-def model_flops_per_token(model, seq_len: int) -> float:
-    """Training FLOPs per token: 6N + 12 * layers * hidden * seq_len (Kaplan et al. 2020;
-    PaLM appendix B). N counts the matmul parameters: the input embedding table is a lookup
-    and is left out, the output projection counts once even when tied to it."""
-    def numel(p):  # ZeRO-3 partitions parameters: p.numel() is then 0 and ds_numel the full size
-        return getattr(p, "ds_numel", p.numel())
-
-    cfg = model.config
-    emb = model.get_input_embeddings().weight
-    n = sum(numel(p) for p in model.parameters() if p is not emb)
-    out = model.get_output_embeddings()
-    if out is not None and out.weight is emb:
-        n += numel(emb)  # tied: the LM head matmul is real compute
-    return 6.0 * n + 12.0 * cfg.num_hidden_layers * cfg.hidden_size * seq_len
-
-
-# Dense (no sparsity) peak bf16/fp16 tensor-core FLOP/s from vendor data sheets (SXM parts unless named).
-PEAK_FLOPS_BF16 = [
-    ("gb200", 2.5e15), ("b200", 2.25e15), ("h200", 989.5e12), ("h100 pcie", 756e12),
-    ("h100 nvl", 835e12), ("h100", 989.5e12), ("h800", 989.5e12), ("gh200", 989.5e12),
-    ("a100", 312e12), ("a800", 312e12), ("l40s", 362e12), ("l40", 181e12), ("l4", 121e12),
-    ("a10g", 70e12), ("a10", 125e12), ("a6000", 155e12), ("4090", 165e12), ("3090", 71e12),
-    ("v100", 125e12), ("t4", 65e12), ("mi300x", 1307e12), ("mi250x", 383e12),
-]
-
-
-def peak_flops(device=None) -> float | None:
-    """Peak dense bf16 FLOP/s of ``device`` (a torch.device, 'cuda:0', or a GPU name); None on CPU/unknown."""
-    import torch
-
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    name = str(device)
-    if isinstance(device, torch.device) or name.startswith(("cuda", "cpu")):
-        dev = torch.device(device)
-        if dev.type != "cuda" or not torch.cuda.is_available():
-            return None
-        name = torch.cuda.get_device_name(dev)
-    name = name.lower()
-    for key, flops in PEAK_FLOPS_BF16:
-        if key in name:
-            return flops
-    return None
-

@@ -22,16 +22,13 @@ input, cycle) names the file, line and key before anything runs.
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
-from domainspec.common.config import (Config, ConfigError, LineIndex, apply_overrides, build_config, file_sha256,
-                                      load_yaml)
+from domainspec.common.config import Config, ConfigError, LineIndex, apply_overrides, build_config, load_yaml
+from domainspec.common.pipeline.fingerprint import external_inputs, stage_hash
 from domainspec.common.pipeline.launchers import LauncherConfig
 from domainspec.common.pipeline.stages import STAGE_TYPES, StageType, get_stage_type
 
@@ -130,43 +127,6 @@ def _substitute(node: Any, resolve) -> Any:
     return node
 
 
-def _path_digest(path: Path, big: int = 64 << 20) -> str:
-    """Content hash of a file or folder; files over ``big`` bytes are keyed by size and mtime."""
-    def one(p: Path) -> str:
-        st = p.stat()
-        if st.st_size > big:
-            return f"size:{st.st_size}:mtime:{st.st_mtime_ns}"
-        return file_sha256(p)
-    if path.is_file():
-        return one(path)
-    h = hashlib.sha256()
-    for root, dirs, files in os.walk(path):
-        dirs.sort()
-        for f in sorted(files):
-            p = Path(root) / f
-            h.update(f"{p.relative_to(path)}\0{one(p)}\n".encode())
-    return h.hexdigest()
-
-
-def _external_paths(node: Any, workdir: Path, out: dict[str, str]) -> None:
-    """Existing local files/folders named in a config (data, base models) feed the stage hash."""
-    if isinstance(node, str):
-        if len(node) < 1024 and ("/" in node or node.endswith((".jsonl", ".json", ".parquet", ".txt", ".gguf"))):
-            p = Path(node).expanduser()
-            try:
-                exists = p.exists()
-            except OSError:
-                exists = False
-            if exists and workdir.resolve() not in p.resolve().parents:
-                out[node] = _path_digest(p)
-    elif isinstance(node, dict):
-        for v in node.values():
-            _external_paths(v, workdir, out)
-    elif isinstance(node, list):
-        for v in node:
-            _external_paths(v, workdir, out)
-
-
 def load_plan(path: str | Path, overrides: Iterable[str] | None = None, workdir: str | Path | None = None,
               pipelines: Iterable[str] | None = None) -> Plan:
     """Validate the whole file (every pipeline) and return the execution plan of the chosen pipelines."""
@@ -259,6 +219,18 @@ class _MixedLines(LineIndex):
 
 def _plan_pipeline(pname: str, pdef: Any, templates: dict, lines: LineIndex, wd: Path,
                    base_dir: Path) -> list[PlannedStage]:
+    """One pipeline's stages in execution order, each with its typed config and hash; errors name lines."""
+    raw, stage_lines = _resolve_stage_defs(pname, pdef, templates, lines, base_dir)
+    types = {sname: get_stage_type(sdef["type"]) for sname, sdef in raw.items()}
+    deps = _collect_deps(pname, raw, types, stage_lines)
+    order = _toposort(pname, list(raw), deps, stage_lines)
+    return _build_stages(pname, order, raw, types, deps, stage_lines, wd)
+
+
+def _resolve_stage_defs(pname: str, pdef: Any, templates: dict, lines: LineIndex,
+                        base_dir: Path) -> tuple[dict[str, dict], dict[str, LineIndex]]:
+    """Each stage's definition with its template (``extends``) and ``config_from`` file merged in,
+    checked for unknown keys and stage types; with the line index each one's errors point into."""
     base = ("pipelines", pname)
     if not isinstance(pdef, dict) or not isinstance(pdef.get("stages"), dict) or not pdef["stages"]:
         raise ConfigError(f"{lines.where(base)}: pipelines.{pname}: expected 'stages:' mapping stage name -> definition")
@@ -303,12 +275,14 @@ def _plan_pipeline(pname: str, pdef: Any, templates: dict, lines: LineIndex, wd:
         stage_lines[sname] = sl
     if errors:
         raise ConfigError("\n".join(errors))
+    return raw, stage_lines
 
-    # dependencies from ${stage.output} references and needs:
+
+def _collect_deps(pname: str, raw: dict[str, dict], types: dict[str, StageType],
+                  stage_lines: dict[str, LineIndex]) -> dict[str, list[str]]:
+    """Each stage's upstream stages: those its ``${stage.output}`` references name, then its ``needs:``."""
+    errors: list[str] = []
     deps: dict[str, list[str]] = {}
-    types: dict[str, StageType] = {}
-    for sname, sdef in raw.items():
-        types[sname] = get_stage_type(sdef["type"])
     for sname, sdef in raw.items():
         dotted = f"pipelines.{pname}.stages.{sname}"
         refs: list[tuple[str, str]] = []
@@ -335,26 +309,28 @@ def _plan_pipeline(pname: str, pdef: Any, templates: dict, lines: LineIndex, wd:
         deps[sname] = d
     if errors:
         raise ConfigError("\n".join(errors))
+    return deps
 
-    order = _toposort(pname, list(raw), deps, stage_lines)
+
+def _build_stages(pname: str, order: list[str], raw: dict[str, dict], types: dict[str, StageType],
+                  deps: dict[str, list[str]], stage_lines: dict[str, LineIndex], wd: Path) -> list[PlannedStage]:
+    """In ``order``: substitute upstream output paths, build the typed config and launcher, hash the stage."""
+    errors: list[str] = []
     planned: dict[str, PlannedStage] = {}
-    out: list[PlannedStage] = []
     for sname in order:
         if any(u not in planned for u in deps[sname]):
             continue  # an upstream stage is invalid; its error is already reported
-        sdef = raw[sname]
-        st = types[sname]
-        out_dir = wd / pname / sname
+        sdef, st = raw[sname], types[sname]
+        prefix = ("pipelines", pname, "stages", sname)
 
         def resolve(up: str, name: str) -> str:
             return str(planned[up].output_path(name))
 
         cfg_raw = _substitute(sdef.get("config") or {}, resolve)
         try:
-            cfg = build_config(st.config_cls, cfg_raw, stage_lines[sname].sub(("config",)),
-                               prefix=("pipelines", pname, "stages", sname, "config"))
+            cfg = build_config(st.config_cls, cfg_raw, stage_lines[sname].sub(("config",)), prefix=prefix + ("config",))
             launcher = build_config(LauncherConfig, sdef.get("launcher") or {}, stage_lines[sname].sub(("launcher",)),
-                                    prefix=("pipelines", pname, "stages", sname, "launcher"))
+                                    prefix=prefix + ("launcher",))
         except ConfigError as e:
             errors.append(str(e))
             continue
@@ -362,17 +338,13 @@ def _plan_pipeline(pname: str, pdef: Any, templates: dict, lines: LineIndex, wd:
             errors.append(f"{stage_lines[sname].where(('launcher',))}: pipelines.{pname}.stages.{sname}.launcher: "
                           f"stage type {st.name!r} is not a training stage; only training stages take a launcher")
             continue
-        ext: dict[str, str] = {}
-        _external_paths(cfg.to_dict(), wd, ext)
-        ps = PlannedStage(pname, sname, st, cfg, launcher, deps[sname], out_dir, external_inputs=ext)
-        blob = json.dumps({"type": st.name, "config": cfg.to_dict(), "external": ext,
-                           "upstream": {u: planned[u].hash for u in deps[sname]}}, sort_keys=True)
-        ps.hash = hashlib.sha256(blob.encode()).hexdigest()
+        ext = external_inputs(cfg.to_dict(), wd)
+        ps = PlannedStage(pname, sname, st, cfg, launcher, deps[sname], wd / pname / sname, external_inputs=ext)
+        ps.hash = stage_hash(st.name, cfg.to_dict(), ext, {u: planned[u].hash for u in deps[sname]})
         planned[sname] = ps
-        out.append(ps)
     if errors:
         raise ConfigError("\n".join(errors))
-    return out
+    return list(planned.values())
 
 
 def _toposort(pname: str, names: list[str], deps: dict[str, list[str]], stage_lines: dict[str, LineIndex]) -> list[str]:

@@ -1,37 +1,36 @@
 """Top-level run report: ``<workdir>/report.md`` + ``report.json`` + PNG plots.
 
-Built from what the stages left behind (``.done.json`` markers with each
-stage's key figures, and every ``metrics.jsonl`` the training loop wrote), so
-the numbers in the report are the stages' own. Scalars become a key-figure
-list; a list of flat dicts (e.g. one row per self-improvement round) becomes a
-table. Also usable by a single stage: :func:`plot_training_curves`.
+Built from what the stages left behind (each stage's done marker with its
+:class:`StageResult`, read through ``markers``, and every ``metrics.jsonl`` the
+training loop wrote), so the numbers in the report are the stages' own. Figures
+become a key-figure list, tables a table each (tables with a ``round`` column also
+an accuracy-per-round plot). Also usable by a single stage: :func:`plot_training_curves`.
 """
 from __future__ import annotations
 
-import json
 import logging
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
+
+from domainspec.common.artifacts import read_jsonl_rows, write_json
+from domainspec.common.pipeline import markers
+from domainspec.common.pipeline.stages import StageResult
 
 log = logging.getLogger(__name__)
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    rows = []
-    with open(path) as f:
-        for line in f:
-            line = line.strip()
-            if line:
-                try:
-                    rows.append(json.loads(line))
-                except ValueError:
-                    continue  # a partly written last line of a killed run
-    return rows
+class Status(StrEnum):
+    DONE = "done"  # a done marker with the planned hash
+    STALE = "stale"  # done earlier with another config or inputs
+    FAILED = "failed"  # the last run left error.log
+    NOT_RUN = "not run"
 
 
 def plot_training_curves(metrics_path: Path, out_png: Path, title: str = "") -> Path | None:
     """Loss and LR against step from a metrics.jsonl; None when there is nothing to plot."""
-    rows = [r for r in read_jsonl(metrics_path) if "step" in r and "loss" in r]
+    # a killed run may leave a torn last line
+    rows = [r for r in read_jsonl_rows(metrics_path, tolerate_torn_tail=True) if "step" in r and "loss" in r]
     if not rows:
         return None
     import matplotlib
@@ -88,15 +87,9 @@ def plot_rounds(rows: list[dict], out_png: Path, title: str = "") -> Path | None
     return out_png
 
 
-def _round_tables(metrics: dict, prefix: str = "") -> list[tuple[str, list[dict]]]:
-    """(name, rows) of every list-of-dicts in a stage's metrics whose rows carry a ``round``."""
-    out = []
-    for k, v in metrics.items():
-        if isinstance(v, dict):
-            out += _round_tables(v, f"{prefix}{k}.")
-        elif isinstance(v, list) and v and all(isinstance(r, dict) and "round" in r for r in v):
-            out.append((f"{prefix}{k}", v))
-    return out
+def _round_tables(result: StageResult) -> list[tuple[str, list[dict]]]:
+    """(name, rows) of every table of a stage result whose rows all carry a ``round``."""
+    return [(name, rows) for name, rows in result.tables.items() if all("round" in r for r in rows)]
 
 
 def _fmt(v: Any) -> str:
@@ -105,26 +98,27 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _render_metrics(metrics: dict, prefix: str = "") -> tuple[list[str], list[str]]:
-    """(key-figure lines, table blocks) from a stage's nested metrics dict."""
-    figures: list[str] = []
+def _render(result: StageResult) -> tuple[list[str], list[str]]:
+    """(key-figure lines, table blocks) of a stage result; table cells that are not scalars are left out."""
+    figures = [f"- {name}: {_fmt(v)}" for name, v in result.figures.items()]
     tables: list[str] = []
-    for k, v in metrics.items():
-        name = f"{prefix}{k}"
-        if isinstance(v, dict):
-            f, t = _render_metrics(v, prefix=f"{name}.")
-            figures += f
-            tables += t
-        elif isinstance(v, list) and v and all(isinstance(r, dict) for r in v):
-            cols: list[str] = []
-            for r in v:
-                cols += [c for c in r if c not in cols and not isinstance(r[c], (dict, list))]
-            lines = [f"**{name}**", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-            lines += ["| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |" for r in v]
-            tables.append("\n".join(lines))
-        elif isinstance(v, (int, float, str, bool)) or v is None:
-            figures.append(f"- {name}: {_fmt(v)}")
+    for name, rows in result.tables.items():
+        cols: list[str] = []
+        for r in rows:
+            cols += [c for c in r if c not in cols and not isinstance(r[c], (dict, list))]
+        lines = [f"**{name}**", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        lines += ["| " + " | ".join(_fmt(r.get(c, "")) for c in cols) + " |" for r in rows]
+        tables.append("\n".join(lines))
     return figures, tables
+
+
+def _status(stage) -> tuple[Status, markers.Marker | None]:
+    done = markers.is_done(stage.out_dir, stage.hash)
+    if done.action is markers.Action.SKIP:
+        return Status.DONE, done.marker
+    if (stage.out_dir / "error.log").exists():
+        return Status.FAILED, done.marker
+    return (Status.STALE if done.marker else Status.NOT_RUN), done.marker
 
 
 def write_report(plan) -> Path:
@@ -139,25 +133,17 @@ def write_report(plan) -> Path:
         pdata = {}
         details: list[str] = []
         for s in stages:
-            marker_path = s.out_dir / ".done.json"
-            marker = None
-            if marker_path.exists():
-                try:
-                    marker = json.loads(marker_path.read_text())
-                except ValueError:
-                    marker = None
-            fresh = marker is not None and marker.get("hash") == s.hash
-            status = "done" if fresh else ("failed" if (s.out_dir / "error.log").exists() else
-                                           ("stale" if marker else "not run"))
-            elapsed = marker.get("elapsed_s") if marker else None
+            status, marker = _status(s)
+            result = StageResult.from_dict(marker.result, where=f"{s.out_dir} done marker") if marker else StageResult()
+            elapsed = marker.elapsed_s if marker else None
             md.append(f"| {s.name} | {s.type.name} | {status} | {_fmt(elapsed) if elapsed is not None else '-'} |")
             pdata[s.name] = {"type": s.type.name, "status": status, "elapsed_s": elapsed,
-                             "metrics": (marker or {}).get("metrics", {}), "out_dir": str(s.out_dir)}
-            if not fresh:
+                             "metrics": result.flat(), "out_dir": str(s.out_dir)}
+            if status is not Status.DONE:
                 continue
-            figures, tables = _render_metrics(marker.get("metrics", {}))
+            figures, tables = _render(result)
             plots = []
-            for tname, rows in _round_tables(marker.get("metrics", {})):
+            for tname, rows in _round_tables(result):
                 png = plot_rounds(rows, plots_dir / f"{pname}_{s.name}_{tname}_rounds.png",
                                   title=f"{pname}/{s.name}: accuracy per round")
                 if png:
@@ -179,5 +165,5 @@ def write_report(plan) -> Path:
         md += [""] + details
         data["pipelines"][pname] = pdata
     (wd / "report.md").write_text("\n".join(md) + "\n")
-    (wd / "report.json").write_text(json.dumps(data, indent=1, default=str))
+    write_json(data, wd / "report.json", indent=1)
     return wd / "report.md"

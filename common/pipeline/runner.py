@@ -1,17 +1,15 @@
 """Run a validated plan stage by stage, skipping what is already done.
 
-A finished stage leaves ``<stage_dir>/.done.json`` holding the stage hash
-(its type, resolved config, the content hashes of external inputs and the
-hashes of its upstream stages). On the next run a stage is skipped when that
-hash still matches and no upstream stage runs; otherwise it runs again, and
-so does everything downstream. A stage that was interrupted resumes from its
-own checkpoints only when its hash is unchanged (``.running.json``); a changed
-stage starts from an empty folder. A failure stops the run, leaves earlier
-artifacts intact and writes ``error.log`` in the stage folder.
+A finished stage leaves a done marker (``common/pipeline/markers.py``) holding the stage hash
+(its type, resolved config, the content hashes of external inputs and the hashes of its
+upstream stages) and its :class:`StageResult`. On the next run a stage is skipped when that
+hash still matches and no upstream stage runs; otherwise it runs again, and so does everything
+downstream. A stage that was interrupted resumes from its own checkpoints only when its hash is
+unchanged (its running marker); a changed stage starts from an empty folder. A failure stops the
+run, leaves earlier artifacts intact and writes ``error.log`` in the stage folder.
 """
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -20,36 +18,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from domainspec.common.artifacts import read_json, write_json
+from domainspec.common.pipeline import markers
 from domainspec.common.pipeline.launchers import run_distributed
+from domainspec.common.pipeline.markers import Action, Marker
 from domainspec.common.pipeline.plan import Plan, PlannedStage
-from domainspec.common.pipeline.stages import StageContext
+from domainspec.common.pipeline.stages import StageContext, StageResult
 
 log = logging.getLogger("domainspec.runner")
 
-DONE = ".done.json"
-RUNNING = ".running.json"
-
 
 @dataclass
-class Decision:
+class StageDecision:
     stage: PlannedStage
-    action: str  # "run" | "skip"
-    reason: str
-
-
-def read_marker(stage: PlannedStage) -> dict | None:
-    p = stage.out_dir / DONE
-    try:
-        return json.loads(p.read_text())
-    except (OSError, ValueError):
-        return None
+    action: Action
+    reason: str  # a markers.Reason, or why the selection (--only/--from/--force, upstream) decided
 
 
 def decide(plan: Plan, only: Iterable[str] | None = None, start_from: str | None = None,
-           force: bool = False) -> dict[str, list[Decision]]:
+           force: bool = False) -> dict[str, list[StageDecision]]:
     """What would run and why. ``only``/``start_from`` take stage names (or pipeline/stage)."""
     only = set(only or ())
-    out: dict[str, list[Decision]] = {}
+    out: dict[str, list[StageDecision]] = {}
     for pname, stages in plan.pipelines.items():
         names = {s.name for s in stages}
         for sel in list(only) + ([start_from] if start_from else []):
@@ -58,7 +48,7 @@ def decide(plan: Plan, only: Iterable[str] | None = None, start_from: str | None
                 continue
             if sel_name not in names and "/" in sel:
                 raise ValueError(f"--only/--from {sel!r}: pipeline {pname!r} has stages {sorted(names)}")
-        decisions: list[Decision] = []
+        decisions: list[StageDecision] = []
         running: set[str] = set()
         reached_from = start_from is None
         for s in stages:
@@ -66,31 +56,28 @@ def decide(plan: Plan, only: Iterable[str] | None = None, start_from: str | None
             if start_from is not None and (s.name == start_from or s.key == start_from):
                 reached_from = True
             upstream_runs = [u for u in s.deps if u in running]
-            marker = read_marker(s)
             if not selected:
-                action, reason = "skip", "not selected (--only)"
+                action, reason = Action.SKIP, "not selected (--only)"
             elif not reached_from:
-                action, reason = "skip", "before --from"
+                action, reason = Action.SKIP, "before --from"
             elif force or (start_from is not None and reached_from):
-                action, reason = "run", "forced" if force else "--from"
+                action, reason = Action.RUN, "forced" if force else "--from"
             elif upstream_runs:
-                action, reason = "run", f"upstream {', '.join(upstream_runs)} runs"
-            elif marker is None:
-                action, reason = "run", "not done yet"
-            elif marker.get("hash") != s.hash:
-                action, reason = "run", "config or inputs changed"
+                action, reason = Action.RUN, f"upstream {', '.join(upstream_runs)} runs"
+            elif (done := markers.is_done(s.out_dir, s.hash)).action is Action.RUN:
+                action, reason = Action.RUN, str(done.reason)
             elif missing := [n for n in s.type.outputs if not s.output_path(n).exists()]:
-                action, reason = "run", f"outputs missing: {', '.join(missing)}"
+                action, reason = Action.RUN, f"outputs missing: {', '.join(missing)}"
             else:
-                action, reason = "skip", "up to date"
-            if action == "run":
+                action, reason = Action.SKIP, str(done.reason)
+            if action is Action.RUN:
                 running.add(s.name)
-            decisions.append(Decision(s, action, reason))
+            decisions.append(StageDecision(s, action, reason))
         out[pname] = decisions
     return out
 
 
-def format_plan(plan: Plan, decisions: dict[str, list[Decision]]) -> str:
+def format_plan(plan: Plan, decisions: dict[str, list[StageDecision]]) -> str:
     rows = [f"plan for {plan.source} (workdir {plan.workdir}):"]
     for pname, ds in decisions.items():
         rows.append(f"  pipeline {pname}:")
@@ -105,60 +92,47 @@ def format_plan(plan: Plan, decisions: dict[str, list[Decision]]) -> str:
 def _prepare_dir(stage: PlannedStage) -> bool:
     """Make the stage folder ready; returns whether the stage may resume from what is there."""
     d = stage.out_dir
-    running = d / RUNNING
-    if running.exists():
-        try:
-            same = json.loads(running.read_text()).get("hash") == stage.hash
-        except ValueError:
-            same = False
-        if same:
-            log.info("%s: resuming an interrupted run (same config and inputs)", stage.key)
-            return True
+    if markers.may_resume(d, stage.hash):
+        log.info("%s: resuming an interrupted run (same config and inputs)", stage.key)
+        markers.mark_running(d, stage.hash)  # also drops a done marker a kill may have left beside it
+        return True
     if d.exists():
         shutil.rmtree(d)  # stale artifacts of another config must not be resumed
     d.mkdir(parents=True)
-    running.write_text(json.dumps({"hash": stage.hash, "started_at": time.time()}))
+    markers.mark_running(d, stage.hash)
     return False
 
 
 def write_stage_spec(stage: PlannedStage, resume: bool) -> Path:
     spec = {"type": stage.type.name, "config": stage.config.to_dict(), "pipeline": stage.pipeline,
             "stage": stage.name, "out_dir": str(stage.out_dir), "resume": resume}
-    path = stage.out_dir / "stage_spec.json"
-    path.write_text(json.dumps(spec, indent=1))
-    return path
+    return write_json(spec, stage.out_dir / "stage_spec.json", indent=1)
 
 
-def run_stage(stage: PlannedStage) -> dict:
+def run_stage(stage: PlannedStage) -> Marker:
     resume = _prepare_dir(stage)
-    (stage.out_dir / DONE).unlink(missing_ok=True)
     stage.config.save_resolved(stage.out_dir)
     t0 = time.time()
     if stage.launcher.kind == "local":
         ctx = StageContext(stage.out_dir, stage.pipeline, stage.name, resume=resume)
-        metrics = dict(stage.type.run(stage.config, ctx) or {})
+        result = StageResult.of(stage.type.run(stage.config, ctx), where=stage.key)
     else:
         spec = write_stage_spec(stage, resume)
         run_distributed(stage.launcher, spec, stage.out_dir, job_name=f"ds-{stage.pipeline}-{stage.name}")
-        result = stage.out_dir / "stage_result.json"
-        metrics = json.loads(result.read_text()) if result.exists() else {}
-    elapsed = time.time() - t0
-    marker = {"hash": stage.hash, "type": stage.type.name, "finished_at": time.time(), "elapsed_s": elapsed,
-              "metrics": metrics, "outputs": {n: str(stage.output_path(n)) for n in stage.type.outputs},
-              "launcher": stage.launcher.kind, "world_size": stage.launcher.world_size}
-    tmp = stage.out_dir / (DONE + ".tmp")
-    tmp.write_text(json.dumps(marker, indent=1, default=str))
-    tmp.replace(stage.out_dir / DONE)  # atomic: a marker is either whole or absent
-    (stage.out_dir / RUNNING).unlink(missing_ok=True)
-    return marker
+        path = stage.out_dir / "stage_result.json"  # rank 0 wrote it (stage_exec)
+        result = StageResult.from_dict(read_json(path), where=str(path)) if path.exists() else StageResult()
+    return markers.write_done(stage.out_dir, stage.hash, result.to_dict(), elapsed_s=time.time() - t0,
+                              type=stage.type.name,
+                              outputs={n: str(stage.output_path(n)) for n in stage.type.outputs},
+                              launcher=stage.launcher.kind, world_size=stage.launcher.world_size)
 
 
-def execute(plan: Plan, decisions: dict[str, list[Decision]]) -> bool:
+def execute(plan: Plan, decisions: dict[str, list[StageDecision]]) -> bool:
     """Run the decided stages in order. Returns False when a stage failed."""
     for pname, ds in decisions.items():
         for d in ds:
             s = d.stage
-            if d.action == "skip":
+            if d.action is Action.SKIP:
                 log.info("%s: skip (%s)", s.key, d.reason)
                 continue
             log.info("%s: run %s (%s)", s.key, s.type.name, d.reason)
@@ -171,5 +145,5 @@ def execute(plan: Plan, decisions: dict[str, list[Decision]]) -> bool:
                 (s.out_dir / "error.log").write_text(traceback.format_exc())
                 log.error("%s: failed: %s: %s (traceback in %s)", s.key, type(e).__name__, e, s.out_dir / "error.log")
                 return False
-            log.info("%s: done in %.1fs", s.key, marker["elapsed_s"])
+            log.info("%s: done in %.1fs", s.key, marker.elapsed_s)
     return True

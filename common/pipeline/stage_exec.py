@@ -2,18 +2,18 @@
 
 ``python -m domainspec.common.pipeline.stage_exec --spec <stage_dir>/stage_spec.json``:
 rebuilds the stage's typed config from the spec the runner wrote, runs the
-stage, and on rank 0 writes ``stage_result.json`` for the runner.
+stage, and on rank 0 writes its :class:`StageResult` to ``stage_result.json`` for the runner.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 from pathlib import Path
 
+from domainspec.common.artifacts import read_json, write_json
 from domainspec.common.config import build_config
-from domainspec.common.pipeline.stages import StageContext, get_stage_type
+from domainspec.common.pipeline.stages import StageContext, StageResult, get_stage_type
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,17 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.WARNING,
                         format=f"%(asctime)s [rank {rank}] %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    spec = json.loads(Path(args.spec).read_text())
+    spec = read_json(args.spec)
     stage = get_stage_type(spec["type"])
     cfg = build_config(stage.config_cls, spec["config"])
     ctx = StageContext(Path(spec["out_dir"]), spec["pipeline"], spec["stage"], resume=spec.get("resume", True),
                        world_size=int(os.environ.get("WORLD_SIZE", "1")))
-    metrics = dict(stage.run(cfg, ctx) or {})
+    result = StageResult.of(stage.run(cfg, ctx), where=f"{spec['pipeline']}/{spec['stage']}")
     if rank == 0:
-        out = ctx.out_dir / "stage_result.json"
-        tmp = out.with_suffix(".tmp")
-        tmp.write_text(json.dumps(metrics, indent=1, default=str))
-        tmp.replace(out)
+        write_json(result.to_dict(), ctx.out_dir / "stage_result.json", indent=1)
     return 0
 
 

@@ -70,9 +70,9 @@ def build_cpt_examples(sources: Sequence[DataSourceConfig], tokenizer, seq_len: 
 
     docs = [(f"{name}:{i}", name, text) for i, (name, text) in enumerate(mixed)]
     if decontam is not None and decontam.enabled:
-        from domainspec.common.data.decontam import BenchmarkIndex, decontaminate
+        from domainspec.common.data.decontam import BenchmarkIndex, decontaminate, provided_texts
 
-        index = BenchmarkIndex.build(decontam)
+        index = BenchmarkIndex.from_texts(provided_texts(decontam), decontam.n)  # the benchmarks' own texts
         stats: dict = {}
         dropped = Path(out_dir) / "dropped.jsonl" if out_dir is not None else None
         docs = [(i, n, t) for i, t, n in decontaminate(((i, t, n) for i, n, t in docs), index, dropped, stats)]

@@ -13,7 +13,8 @@ forks a fresh child per program; the worker enforces the wall-clock limit by kil
 child's process group and returns results as JSON lines through a pipe. Subprocesses, not
 ``multiprocessing``, so no start method is inherited from the platform.
 
-Isolation levels, detected once per process and logged (``Sandbox.level``):
+Isolation levels, detected once per process (:mod:`~domainspec.common.sandbox.isolation`) and
+logged (``Sandbox.level``):
   bwrap       read-only view of /, private /tmp (tmpfs), /dev and /proc, no network, PID namespace
   namespaces  ``unshare -n -p -f --mount-proc``: no network, PID namespace; the host filesystem
   rlimits     process groups and rlimits only
@@ -67,11 +68,12 @@ from typing import Literal, Sequence
 from pydantic import Field
 
 from domainspec.common.config import Config
+from domainspec.common.sandbox.isolation import SandboxError, choose_level, launch_prefix
+from domainspec.common.sandbox.worker import pid_namespace, pop_line
 
 log = logging.getLogger(__name__)
 
 WORKER_PATH = str(Path(__file__).with_name("worker.py"))
-LEVELS = ("bwrap", "namespaces", "rlimits")
 UID_BASE = 1_600_000_000  # + the worker launcher's host pid: a uid no real user has
 BACKSTOP_GRACE_S = 15.0  # the worker enforces timeouts; this only catches a wedged worker
 
@@ -106,74 +108,6 @@ class SandboxConfig(Config):
     max_processes: int = Field(64, ge=1, description="Processes/threads a program may have (RLIMIT_NPROC; binds when the sandbox can give programs their own uid, i.e. as root).")
 
 
-class SandboxError(RuntimeError):
-    """The sandbox itself cannot work (no isolation level, workers fail to start)."""
-
-
-# ----------------------------------------------------------------------------- levels
-
-
-def _tmp_rebinds() -> list[str]:
-    """Read-only binds, over the private /tmp, of the interpreter and this package when they live
-    under /tmp (a virtual environment or a checkout there), so the worker can still start."""
-    out: list[str] = []
-    roots = {sys.prefix, sys.base_prefix, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))}
-    for root in sorted(roots):
-        real = os.path.realpath(root)
-        if real == "/tmp" or real.startswith("/tmp/"):
-            out += ["--ro-bind", real, real]
-    return out
-
-
-def _prefix(level: str) -> list[str]:
-    if level == "bwrap":
-        cmd = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-               *_tmp_rebinds(),
-               "--unshare-net", "--unshare-pid", "--die-with-parent", "--new-session", "--chdir", "/"]
-        # as root bwrap drops every capability; the worker needs setuid/kill/chown to give
-        # each program its own uid (the program itself ends with none but DAC_READ_SEARCH)
-        return cmd + (["--cap-add", "ALL"] if os.geteuid() == 0 else [])
-    if level == "namespaces":
-        return ["unshare", "-n", "-p", "-f", "--mount-proc", "--kill-child"] + (
-            [] if os.geteuid() == 0 else ["-r"])
-    return []
-
-
-_available: dict[str, bool] = {}
-
-
-def level_available(level: str) -> bool:
-    """Whether ``level`` works here (probed once per process by starting a tiny Python in it)."""
-    if level not in _available:
-        if level == "rlimits":
-            ok = True
-        else:
-            try:
-                ok = subprocess.run([*_prefix(level), sys.executable, "-I", "-S", "-c", "pass"],
-                                    stdin=subprocess.DEVNULL, capture_output=True, timeout=30,
-                                    cwd="/").returncode == 0
-            except (OSError, subprocess.TimeoutExpired):
-                ok = False
-        _available[level] = ok
-    return _available[level]
-
-
-def choose_level(requested: str = "auto") -> str:
-    if requested != "auto":
-        if requested not in LEVELS:
-            raise SandboxError(f"sandbox isolation {requested!r} unknown; expected auto or one of {LEVELS}")
-        if not level_available(requested):
-            raise SandboxError(f"sandbox isolation {requested!r} is not available on this machine "
-                               f"(available: {[lv for lv in LEVELS if level_available(lv)]}); use isolation: auto")
-        return requested
-    for level in LEVELS:
-        if level_available(level):
-            if level != "bwrap":
-                log.warning("sandbox: bwrap unavailable, falling back to %r isolation", level)
-            return level
-    raise AssertionError("unreachable: rlimits is always available")
-
-
 # ----------------------------------------------------------------------------- workers
 
 
@@ -199,11 +133,8 @@ class _Worker:
             if not chunk:
                 raise EOFError
             self.buf += chunk
-        if b"\n" not in self.buf:
-            return None
-        line, _, rest = bytes(self.buf).partition(b"\n")
-        self.buf = bytearray(rest)
-        return json.loads(line)
+        line = pop_line(self.buf)
+        return None if line is None else json.loads(line)
 
     def wait_message(self, timeout_s: float) -> dict:
         deadline = time.monotonic() + timeout_s
@@ -278,8 +209,8 @@ class Sandbox:
         cfg = {"limits": {"memory_mb": self.config.memory_mb, "file_size_mb": self.config.file_size_mb,
                           "max_processes": self.config.max_processes,
                           "max_output_bytes": self.config.max_output_bytes},
-               "tmp_base": self._tmp_base or "/tmp", "host_pidns": _pidns()}
-        return _Worker([*_prefix(self.level), sys.executable, "-I", WORKER_PATH, json.dumps(cfg), self.tag])
+               "tmp_base": self._tmp_base or "/tmp", "host_pidns": pid_namespace()}
+        return _Worker([*launch_prefix(self.level), sys.executable, "-I", WORKER_PATH, json.dumps(cfg), self.tag])
 
     def _handshake(self, w: _Worker) -> None:
         try:
@@ -407,10 +338,3 @@ def _to_result(msg: dict) -> ExecResult:
                           float(msg["duration_s"]))
     except (KeyError, ValueError, TypeError) as e:
         return ExecResult(Status.ERROR, "", f"[sandbox] malformed worker reply: {e!r}", None, 0.0)
-
-
-def _pidns() -> str | None:
-    try:
-        return os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return None

@@ -3,7 +3,9 @@
 Started by :class:`domainspec.common.sandbox.pool.Sandbox` (inside bwrap or namespaces when the
 machine offers them) as ``python -I worker.py CONFIG_JSON``. It is deliberately
 self-contained (standard library only, no ``domainspec`` imports) so it starts fast and
-runs the same inside every isolation level.
+runs the same inside every isolation level, and it stays one file past ~400 lines because
+``-I`` keeps the script's folder off ``sys.path``, so it cannot import a sibling module.
+The host imports :func:`pop_line` and :func:`pid_namespace` from here instead of keeping copies.
 
 Protocol (JSON lines; never pickle, so a compromised worker cannot run code in the host):
   host -> worker  ``{"uid": int | null}`` once, then ``{"program": str, "timeout_s": float}``
@@ -179,7 +181,7 @@ class Worker:
         self.cfg, self.cmd_fd, self.out_fd = cfg, cmd_fd, out_fd
         self.inbuf = bytearray()
         self.uid: int | None = None
-        self.in_pidns = cfg.get("host_pidns") not in (None, _pidns())
+        self.in_pidns = cfg.get("host_pidns") not in (None, pid_namespace())
         self.spare_tmp: str | None = None  # an empty program directory to reuse
 
     # ------------------------------------------------------------- host channel
@@ -189,13 +191,11 @@ class Worker:
             data = data[os.write(self.out_fd, data):]
 
     def readline(self) -> bytes | None:
-        while b"\n" not in self.inbuf:
+        while (line := pop_line(self.inbuf)) is None:
             chunk = os.read(self.cmd_fd, 1 << 20)
             if not chunk:
                 return None
             self.inbuf += chunk
-        line, _, rest = bytes(self.inbuf).partition(b"\n")
-        self.inbuf = bytearray(rest)
         return line
 
     def host_gone(self) -> bool:
@@ -411,7 +411,19 @@ def _kill_group(pid: int) -> None:
             pass
 
 
-def _pidns() -> str | None:
+def pop_line(buf: bytearray) -> bytes | None:
+    """Remove the first newline-terminated line from ``buf`` and return it without the newline;
+    None (``buf`` unchanged) while no complete line has arrived. The JSON-lines framing of both ends."""
+    end = buf.find(b"\n")
+    if end < 0:
+        return None
+    line = bytes(buf[:end])
+    del buf[:end + 1]
+    return line
+
+
+def pid_namespace() -> str | None:
+    """This process's PID namespace (``pid:[inode]``), or None where /proc cannot tell."""
     try:
         return os.readlink("/proc/self/ns/pid")
     except OSError:

@@ -297,7 +297,8 @@ def _train(model, tokenizer, dataset: Sequence, objective, cfg: TrainConfig, out
     from tqdm.auto import tqdm
 
     from domainspec.common.train.checkpoint import Checkpointer
-    from domainspec.common.train.metrics_log import MetricsLog, flops_per_token, peak_flops_per_device
+    from domainspec.common.train.flops import model_flops_per_token, peak_flops
+    from domainspec.common.train.metrics_log import MetricsLog
 
     deepspeed = _import_deepspeed()
     out_dir = Path(out_dir)
@@ -307,8 +308,8 @@ def _train(model, tokenizer, dataset: Sequence, objective, cfg: TrainConfig, out
     _seed_everything(cfg.seed)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    flops_tok = flops_per_token(model, plan.seq_len)  # before ZeRO-3 partitions the parameters
-    peak = peak_flops_per_device()
+    flops_tok = model_flops_per_token(model, plan.seq_len)  # before ZeRO-3 partitions the parameters
+    peak = peak_flops()
     engine = _build_engine(deepspeed, model, cfg, plan, bf16)
     ckpt = Checkpointer(out_dir / "checkpoints", cfg.keep_last, rank, world)
     data_state = {"zero_stage": cfg.zero_stage, "global_batch": plan.global_batch, "dataset_len": len(dataset),

@@ -7,10 +7,8 @@ previous row), ``mfu`` (null when the device's peak FLOPs are unknown, e.g. on C
 plus the objective's metrics. On resume, rows after the checkpoint's step are dropped
 so the file reads as one uninterrupted run.
 
-MFU = model FLOPs per token x tokens/s / (peak FLOPs per device x world size), with
-the model FLOPs from :func:`domainspec.common.models.loading.model_flops_per_token` when that
-module provides it, else the PaLM estimate (Chowdhery et al. 2022, appendix B):
-6 N + 12 L H T per token (N non-embedding parameters, L layers, H hidden, T seq_len).
+MFU = model FLOPs per token x tokens/s / (peak FLOPs per device x world size), both
+from :mod:`domainspec.common.train.flops`.
 """
 from __future__ import annotations
 
@@ -21,38 +19,6 @@ from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
-
-# dense bf16 tensor-core peak FLOP/s by device-name substring (vendor data sheets, no sparsity)
-_PEAK_BF16 = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "A10G": 125e12,
-              "RTX 4090": 165e12, "L4": 121e12}
-
-
-def peak_flops_per_device() -> float | None:
-    """bf16 peak FLOP/s of this process's accelerator, or None when unknown (CPU)."""
-    try:
-        from domainspec.common.models.loading import peak_flops  # type: ignore[attr-defined]
-        return peak_flops()
-    except (ImportError, AttributeError):
-        pass
-    import torch
-    if not torch.cuda.is_available():
-        return None
-    name = torch.cuda.get_device_name()
-    return next((v for k, v in _PEAK_BF16.items() if k in name), None)
-
-
-def flops_per_token(model: Any, seq_len: int) -> float:
-    """Training FLOPs per token (forward + backward) of ``model`` at ``seq_len``."""
-    try:
-        from domainspec.common.models.loading import model_flops_per_token
-        return float(model_flops_per_token(model, seq_len))
-    except (ImportError, AttributeError):
-        pass
-    cfg = model.config
-    emb = model.get_input_embeddings().weight
-    n = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())
-    n -= getattr(emb, "ds_numel", emb.numel())
-    return 6.0 * n + 12.0 * cfg.num_hidden_layers * cfg.hidden_size * seq_len
 
 
 class MetricsLog:

@@ -3,16 +3,29 @@
 Each benchmark module (humaneval, mbpp, gsm8k, hendrycks_math) defines one
 object satisfying :class:`Benchmark`; :mod:`domainspec.eval.benchmarks.registry` registers
 them by name. Scoring (:mod:`domainspec.eval.scoring`) only talks to this
-interface, so a new benchmark touches no scoring code. Nothing here loads data
-or runs code.
+interface, so a new benchmark touches no scoring code. Nothing here runs code;
+:func:`field_texts` (a row's text for decontamination) is the only reader.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, Sequence, runtime_checkable
+from enum import Enum
+from pathlib import Path
+from typing import Any, Iterator, Literal, Protocol, Sequence, runtime_checkable
+
+from domainspec.common.artifacts import iter_jsonl, row_id
 
 Style = Literal["base", "chat"]
-Kind = Literal["code", "math"]
+
+
+class Kind(str, Enum):
+    """What judges a benchmark's samples: programs run in the sandbox (code) or answers go to the grader (math)."""
+
+    CODE = "code"
+    MATH = "math"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass
@@ -32,6 +45,9 @@ class Benchmark(Protocol):
     (a self-contained program that raises if the completion is wrong);
     ``kind == "math"`` benchmarks provide ``gold(task) -> str`` and
     ``breakdown(task) -> dict`` (e.g. subject and level for the report).
+    Every benchmark names its local copy (``local_copy(data_dir)``) and the text of each
+    row that training data must not share (``decontamination_texts(path)``, see
+    :mod:`domainspec.eval.benchmarks.decontamination`).
     """
 
     name: str
@@ -47,6 +63,10 @@ class Benchmark(Protocol):
 
     def protocol(self, style: Style | None = None) -> str: ...
 
+    def local_copy(self, data_dir: Path) -> Path: ...
+
+    def decontamination_texts(self, path: Path) -> Iterator[tuple[str, str]]: ...
+
 
 def apply_limit(tasks: Sequence[Task], limit: int | None) -> list[Task]:
     """The first ``limit`` tasks (all when ``limit`` is None); a negative limit is an error."""
@@ -55,3 +75,21 @@ def apply_limit(tasks: Sequence[Task], limit: int | None) -> list[Task]:
     if limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
     return list(tasks[:limit])
+
+
+def row_text(row: dict, fields: Sequence[str] = ()) -> str:
+    """``fields`` of ``row`` joined by newlines (a list field item by item); when none of them
+    holds text (or none are named), every string field of the row."""
+    parts = []
+    for key in fields:
+        v = row.get(key)
+        parts.extend(v if isinstance(v, list) else [v] if isinstance(v, str) else [])
+    if not parts:
+        parts = [v for v in row.values() if isinstance(v, str)]
+    return "\n".join(parts)
+
+
+def field_texts(path: str | Path, fields: Sequence[str] = ()) -> Iterator[tuple[str, str]]:
+    """``(row id, row_text(row, fields))`` for every row of a local JSONL file, in file order."""
+    for i, (_, row) in enumerate(iter_jsonl(path)):
+        yield row_id(row, i), row_text(row, fields)

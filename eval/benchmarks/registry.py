@@ -6,6 +6,10 @@ Usage::
     bench = get_benchmark("mbpp")
     register(MyBenchmark())   # a new benchmark: one module + one line in BUILTIN
 
+    class StageConfig(Config):
+        benchmark: BenchmarkName          # a config error (file:line: key: ...) listing the known names
+        math_only: MathBenchmarkName      # registered and of kind "math"
+
 A registration is checked when it happens: a missing attribute, a wrong ``kind``
 or a name already taken by another object raises (a broken benchmark never
 disappears silently). Benchmark modules import nothing heavy, so importing the
@@ -14,6 +18,11 @@ registry is cheap.
 from __future__ import annotations
 
 import importlib
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+from domainspec.eval.benchmarks.base import Kind
 
 # name -> "module:object"; the only list to touch when adding a benchmark
 BUILTIN = {
@@ -23,8 +32,8 @@ BUILTIN = {
     "math": "domainspec.eval.benchmarks.hendrycks_math:MATH",
 }
 
-_COMMON = ("load", "prompt", "stop_sequences", "protocol")
-_BY_KIND = {"code": ("program",), "math": ("gold", "breakdown")}
+_COMMON = ("load", "prompt", "stop_sequences", "protocol", "local_copy", "decontamination_texts")
+_BY_KIND = {Kind.CODE: ("program",), Kind.MATH: ("gold", "breakdown")}
 
 BENCHMARKS: dict = {}
 
@@ -42,7 +51,7 @@ def register(benchmark):
         raise RegistryError(f"benchmark {name!r}: needs a string 'version'")
     kind = getattr(benchmark, "kind", None)
     if kind not in _BY_KIND:
-        raise RegistryError(f"benchmark {name!r}: kind must be one of {sorted(_BY_KIND)}, got {kind!r}")
+        raise RegistryError(f"benchmark {name!r}: kind must be one of {sorted(k.value for k in _BY_KIND)}, got {kind!r}")
     missing = [m for m in _COMMON + _BY_KIND[kind] if not callable(getattr(benchmark, m, None))]
     if missing:
         raise RegistryError(f"benchmark {name!r} ({kind}): missing method(s) {', '.join(missing)}")
@@ -61,16 +70,42 @@ def _register_builtins() -> None:
         register(obj)
 
 
+def _unknown(name: str) -> str:
+    return f"unknown benchmark {name!r}; registered: {', '.join(sorted(BENCHMARKS))}"
+
+
 def get_benchmark(name: str):
     """The registered benchmark ``name``; an unknown name raises KeyError listing the known ones."""
     try:
         return BENCHMARKS[name]
     except KeyError:
-        raise KeyError(f"unknown benchmark {name!r}; registered: {', '.join(sorted(BENCHMARKS))}") from None
+        raise KeyError(_unknown(name)) from None
 
 
-def benchmark_names() -> list[str]:
-    return sorted(BENCHMARKS)
+def benchmark_names(kind: str | None = None) -> list[str]:
+    """Registered names (of one ``kind`` when given), sorted."""
+    return sorted(n for n, b in BENCHMARKS.items() if kind is None or b.kind == kind)
+
+
+def check_registered(name: str) -> str:
+    """``name`` when it is a registered benchmark; else ValueError listing the known names (a pydantic validator)."""
+    if name not in BENCHMARKS:
+        raise ValueError(_unknown(name))
+    return name
+
+
+def check_math(name: str) -> str:
+    """``name`` when it is a registered math benchmark; else ValueError listing the math ones."""
+    if BENCHMARKS.get(name) is None or BENCHMARKS[name].kind is not Kind.MATH:
+        what = f"{BENCHMARKS[name].kind} benchmark" if name in BENCHMARKS else "unknown benchmark"
+        raise ValueError(f"{what} {name!r} where a math benchmark is needed; math benchmarks: "
+                         f"{', '.join(benchmark_names('math'))}")
+    return name
+
+
+# config field types: a stage config naming a benchmark is checked against this registry when it is built
+BenchmarkName = Annotated[str, AfterValidator(check_registered)]
+MathBenchmarkName = Annotated[str, AfterValidator(check_math)]
 
 
 _register_builtins()

@@ -140,20 +140,3 @@ def extract_final(text: str) -> str | None:
         return text.strip().rstrip(".").strip()
     return last_number(text)
 
-
-def gsm8k_gold(answer_field: str) -> str:
-    """The number after ``####`` in a GSM8K answer field, thousands separators removed."""
-    m = re.search(r"####\s*(.+?)\s*$", answer_field.strip())
-    if not m:
-        raise ValueError(f"GSM8K answer field has no '#### <number>' line: {answer_field[-80:]!r}")
-    return m.group(1).replace(",", "").strip()
-
-
-def math_gold(row: dict) -> str:
-    """MATH gold: the ``answer`` field, else the last ``\\boxed{}`` of ``solution``."""
-    if row.get("answer") not in (None, ""):
-        return str(row["answer"]).strip()
-    boxed = last_boxed(row.get("solution") or "")
-    if boxed is None:
-        raise ValueError(f"MATH row {row.get('unique_id', '?')!r} has no 'answer' and no \\boxed{{}} in its solution")
-    return boxed.strip()

@@ -173,16 +173,11 @@ class _Parser:
         return expr
 
     def script_arg(self):
-        """The argument of ^ or _: a braced group, or one token (one digit of a number)."""
-        kind, v = self.peek()
-        if v == "{":
-            return self.group("{", "}")
-        if kind == "num":
-            return self.single_digit()
-        if v == "-":
+        """The argument of ^ or _: a macro argument, which may follow a minus sign (``x^-1``)."""
+        if self.peek()[1] == "-":
             self.next()
             return -self.script_arg()
-        return self.atom()
+        return self.macro_arg()
 
     def single_digit(self):
         kind, v = self.next()
@@ -192,6 +187,7 @@ class _Parser:
         return self.number(v)
 
     def macro_arg(self):
+        """The argument of \\frac, \\sqrt...: a braced group, or one token (one digit of a number)."""
         kind, v = self.peek()
         if v == "{":
             return self.group("{", "}")
@@ -214,19 +210,9 @@ class _Parser:
     def symbol_name(self, base: str) -> str:
         if self.peek()[1] == "_":
             self.next()
-            kind, v = self.peek()
+            _, v = self.peek()
             if v == "{":
-                start = self.pos
-                depth = 0
-                while True:
-                    k2, v2 = self.next()
-                    if v2 is None:
-                        raise self.error("unclosed subscript")
-                    depth += v2 == "{"
-                    depth -= v2 == "}"
-                    if depth == 0:
-                        break
-                sub = "".join(t[1] for t in self.toks[start + 1:self.pos - 1])
+                sub = self.braced_source("subscript")
             else:
                 self.next()
                 sub = v
@@ -301,17 +287,21 @@ class _Parser:
         self.expect("\\}")
         return inner
 
-    def text_arg(self):
+    def braced_source(self, what: str) -> str:
+        """The tokens of the balanced ``{...}`` group that comes next, joined back into text."""
         self.expect("{")
         start = self.pos
         depth = 1
         while depth:
-            kind, v = self.next()
+            _, v = self.next()
             if v is None:
-                raise self.error("unclosed \\text{")
+                raise self.error(f"unclosed {what}")
             depth += v == "{"
             depth -= v == "}"
-        content = "".join(t[1] for t in self.toks[start:self.pos - 1]).strip()
+        return "".join(t[1] for t in self.toks[start:self.pos - 1])
+
+    def text_arg(self):
+        content = self.braced_source("\\text{").strip()
         if re.fullmatch(r"[a-zA-Z]", content):
             return self.sp.I if content == "i" else self.sp.E if content == "e" else self.sp.Symbol(content)
         if re.fullmatch(r"\d+(\.\d*)?", content):
