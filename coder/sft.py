@@ -32,7 +32,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
-from domainspec.common.artifacts import content_hash
+from domainspec.common.artifacts import content_hash, read_jsonl_rows
 from domainspec.common.config import (Config, ConfigError, LineIndex, apply_overrides, build_config, load_yaml)
 from domainspec.common.models.loading import ModelConfig
 from domainspec.common.pipeline import markers
@@ -197,7 +197,7 @@ def run_coder_sft(cfg: CoderSFTConfig, out_dir: str | Path) -> dict:
             scores = None
             if cfg.eval_every_stage or i == len(cfg.stages) - 1:
                 scores = _evaluate(stage_model, cfg, sdir / "eval", out)
-            losses = [json.loads(x)["loss"] for x in (sdir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+            losses = [r["loss"] for r in read_jsonl_rows(sdir / "metrics.jsonl", tolerate_torn_tail=True)]
             record = {"name": stage.name, "dir": str(sdir), "final": str(final),
                       "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
                       "resumed_from_step": resumed_from, "data": json.loads((sdir / "data_report.json").read_text()),

@@ -153,10 +153,6 @@ def generate_samples(tasks: Sequence[Task], complete: Completer, sampling: Sampl
     return sorted(rows, key=lambda r: (order[str(r["task_id"])], r["sample_index"]))
 
 
-def benchmark_tasks(bench, data: str | None, limit: int | None, split: str | None) -> list[Task]:
-    return bench.load(data, limit=limit, **({"split": split} if split else {}))
-
-
 @dataclass
 class BenchmarkRun:
     """Everything needed to sample a benchmark with a model: its tasks, the completer, the sampling config

@@ -3,7 +3,7 @@
 Usage::
 
     summary = score("humaneval", "samples.jsonl", "out/", ks=(1, 10))     # what `domainspec eval score` runs
-    scored = score_samples(get_benchmark("gsm8k"), tasks, rows, grader=g)  # in memory, for training stages
+    scored = score_samples(get_benchmark("gsm8k"), tasks, rows, grader=g)  # in memory (eval/evaluate.py)
 
 The chain is pure stages with thin ends: read samples -> build programs
 (benchmark.program) or gold answers (benchmark.gold) -> run them with ONE

@@ -63,7 +63,7 @@ def test_two_stage_run_resumes_after_kill(tmp_path):
     """Fast 2-stage smoke through the CLI, SIGKILLed inside stage 2, then resumed and re-run."""
     out = tmp_path / "run"
     args = [sys.executable, "-m", "domainspec.common.cli", "coder", "sft", "--out", str(out)]
-    for o in fast_overrides(["stages.1.train.max_steps=6", "stages.1.train.save_every=2"]):
+    for o in fast_overrides(["stages.1.train.max_steps=10", "stages.1.train.save_every=2"]):
         args += ["--set", o]
     proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             start_new_session=True)
@@ -90,7 +90,7 @@ def test_two_stage_run_resumes_after_kill(tmp_path):
     assert read_done(out / "2_exec_checked").result["resumed_from_step"] == st2["resumed_from_step"]
     assert read_running(out / "2_exec_checked") is None
     steps = [json.loads(x)["step"] for x in (out / "2_exec_checked" / "metrics.jsonl").read_text().splitlines()]
-    assert steps[-1] == 6
+    assert steps[-1] == 10
     for st in (st1, st2):
         sdir = Path(st["dir"])
         assert (sdir / "final" / "config.json").is_file() and (sdir / "summary.json").is_file()
@@ -109,7 +109,7 @@ def test_two_stage_run_resumes_after_kill(tmp_path):
 
     # the same config again: both stages skipped, same results
     t = time.perf_counter()
-    again = run_coder_sft(load_coder_sft_config(None, fast_overrides(["stages.1.train.max_steps=6",
+    again = run_coder_sft(load_coder_sft_config(None, fast_overrides(["stages.1.train.max_steps=10",
                                                                        "stages.1.train.save_every=2"])), out)
     assert again["stages"] == summary["stages"] and time.perf_counter() - t < 60
 

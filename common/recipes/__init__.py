@@ -1,0 +1,1 @@
+"""The shared training stages: continued pretraining (cpt, its data preparation and CLI) and plain SFT."""

@@ -1,0 +1,1 @@
+"""The one code sandbox: a pool of isolated workers (pool), isolation levels (isolation), the worker script (worker)."""

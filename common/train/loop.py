@@ -23,7 +23,6 @@ evaluation during training.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -36,6 +35,7 @@ from typing import Any, Literal, Sequence
 
 from pydantic import Field, model_validator
 
+from domainspec.common.artifacts import read_jsonl_rows
 from domainspec.common.config import Config
 from domainspec.common.train.schedules import ScheduleKind, lr_lambda
 
@@ -372,8 +372,8 @@ def _train(model, tokenizer, dataset: Sequence, objective, cfg: TrainConfig, out
     bar.close()
     metrics_log.close()
     if loss_value is None and rank == 0 and metrics_log.path.exists():  # resumed a finished run
-        rows = metrics_log.path.read_text().splitlines()
-        loss_value = json.loads(rows[-1])["loss"] if rows else None
+        rows = read_jsonl_rows(metrics_log.path, tolerate_torn_tail=True)
+        loss_value = rows[-1]["loss"] if rows else None
     final = save_final(engine, tokenizer, out_dir / "final", cfg.zero_stage, rank)
     return TrainResult(out_dir, final, plan.total_steps, loss_value, metrics_log.path, start if state else None)
 

@@ -12,6 +12,8 @@ from :mod:`domainspec.common.train.flops`.
 """
 from __future__ import annotations
 
+from domainspec.common.artifacts import read_jsonl_rows, write_jsonl
+
 import json
 import logging
 import math
@@ -34,8 +36,9 @@ class MetricsLog:
         if resume_step == 0:
             self.path.write_text("")
         elif self.path.exists():
-            keep = [ln for ln in self.path.read_text().splitlines() if ln.strip() and json.loads(ln)["step"] <= resume_step]
-            self.path.write_text("".join(ln + "\n" for ln in keep))
+            # a killed run may leave a torn last row; rows past the checkpoint are trained again
+            keep = [r for r in read_jsonl_rows(self.path, tolerate_torn_tail=True) if r["step"] <= resume_step]
+            write_jsonl(keep, self.path)
         try:
             from torch.utils.tensorboard import SummaryWriter
             self.tb = SummaryWriter(str(Path(out_dir) / "tensorboard"))

@@ -9,7 +9,7 @@ interface, so a new benchmark touches no scoring code. Nothing here runs code;
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Iterator, Literal, Protocol, Sequence, runtime_checkable
 
@@ -18,14 +18,11 @@ from domainspec.common.artifacts import iter_jsonl, row_id
 Style = Literal["base", "chat"]
 
 
-class Kind(str, Enum):
+class Kind(StrEnum):
     """What judges a benchmark's samples: programs run in the sandbox (code) or answers go to the grader (math)."""
 
     CODE = "code"
     MATH = "math"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass

@@ -12,7 +12,7 @@ domain samples and trains with, so it is defined once, in
 from __future__ import annotations
 
 from domainspec.common.data.builtin.math_prompts import COT_SYSTEM_PROMPT
-from domainspec.eval.benchmarks.base import Style, Task
+from domainspec.eval.benchmarks.base import Kind, Style, Task
 
 COT_INSTRUCTION = COT_SYSTEM_PROMPT
 
@@ -37,6 +37,7 @@ class CoTMathBenchmark:
     """Prompting shared by the math benchmarks: 0-shot CoT, base or chat."""
 
     name = "math-cot"
+    kind = Kind.MATH
 
     def prompt(self, task: Task, style: Style = "base") -> str | list[dict]:
         return cot_prompt(task.prompt, style)

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from domainspec.eval.benchmarks.base import Kind, Task, apply_limit, field_texts
+from domainspec.eval.benchmarks.base import Task, apply_limit, field_texts
 from domainspec.eval.benchmarks.cot import CoTMathBenchmark
 from domainspec.eval.datafiles import EvalDataError, load_rows, require, unique_ids
 
@@ -33,7 +33,6 @@ def gsm8k_gold(answer_field: str) -> str:
 class GSM8KBenchmark(CoTMathBenchmark):
     name = "gsm8k"
     version = "gsm8k-1.0"
-    kind = Kind.MATH
     hub_name = "openai/gsm8k:main"
 
     def load(self, path: str | None = None, limit: int | None = None, split: str | None = None) -> list[Task]:

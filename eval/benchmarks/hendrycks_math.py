@@ -20,7 +20,7 @@ import re
 from pathlib import Path
 from typing import Iterator
 
-from domainspec.eval.benchmarks.base import Kind, Task, apply_limit, field_texts
+from domainspec.eval.benchmarks.base import Task, apply_limit, field_texts
 from domainspec.eval.benchmarks.cot import CoTMathBenchmark
 from domainspec.eval.datafiles import EvalDataError, Row, load_rows, require, unique_ids
 from domainspec.eval.grader.extract import last_boxed
@@ -68,7 +68,6 @@ def read_release_dir(root: Path) -> list[Row]:
 class MATHBenchmark(CoTMathBenchmark):
     name = "math"
     version = "math-1.0"
-    kind = Kind.MATH
     hub_name = "HuggingFaceH4/MATH-500"
 
     def load(self, path: str | None = None, limit: int | None = None, split: str | None = None) -> list[Task]:
