@@ -72,46 +72,40 @@ def register(subparsers) -> None:
 
 
 def cmd_infer(args) -> int:
+    """CoT/TIR samples through the one generate path; rows of problems with an answer get the one grader's verdict."""
+    from domainspec.common.artifacts import write_jsonl
     from domainspec.common.models.generation import make_backend
     from domainspec.common.models.loading import ModelConfig
     from domainspec.common.models.sampling import sampling_from_args
+    from domainspec.eval.benchmarks.base import Task
+    from domainspec.eval.benchmarks.problems import ProblemSet
+    from domainspec.eval.generate import generate_samples
+    from domainspec.eval.grader.math_grader import MathGrader
+    from domainspec.eval.scoring import score_samples
     from domainspec.math.rejection_sampling import read_problems
-    from domainspec.math.tir import TIRConfig, infer
+    from domainspec.math.tir import TIRConfig, completer
+    from domainspec.common.sandbox.pool import SandboxConfig, sandbox_if
     problems = read_problems(args.problems, args.limit)
     backend = make_backend("hf", ModelConfig(name_or_path=args.model, gguf_file=args.gguf_file))
-    params = sampling_from_args(args)
-    sandbox = None
-    if args.mode == "tir":
-        from domainspec.common.sandbox.pool import Sandbox, SandboxConfig
-        sandbox = Sandbox(SandboxConfig(timeout_s=args.tool_timeout))
-    try:
-        outs = infer(backend, [p["question"] for p in problems], args.mode, params, sandbox,
-                     TIRConfig(max_tool_calls=args.max_tool_calls, tool_timeout_s=args.tool_timeout), progress=True)
-    finally:
-        if sandbox is not None:
-            sandbox.close()
-    graded = [p for p in problems if p["answer"] is not None]
-    grades = {}
-    if graded:
-        from domainspec.eval.grader.math_grader import MathGrader
-        g = MathGrader()
-        for p, o in zip(problems, outs):
-            if p["answer"] is not None:
-                grades[p["id"]] = [x.correct for x in g.grade_many([(r, p["answer"]) for r in o])]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out, "w") as f:
-        for p, o in zip(problems, outs):
-            for j, r in enumerate(o):
-                row = {"task_id": p["id"], "completion": r, "mode": args.mode}
-                if p["id"] in grades:
-                    row["passed"] = grades[p["id"]][j]
-                f.write(json.dumps(row) + "\n")
-    if grades:
-        flat = [x for v in grades.values() for x in v]
-        print(f"{args.mode}: {sum(flat)}/{len(flat)} responses correct ({sum(flat) / len(flat):.3f}) -> {out}")
+    tir = TIRConfig(max_tool_calls=args.max_tool_calls, tool_timeout_s=args.tool_timeout)
+    tasks = [Task(task_id=p["id"], prompt=p["question"], data=p) for p in problems]
+    with sandbox_if(args.mode == "tir", SandboxConfig(timeout_s=args.tool_timeout)) as sb:
+        rows = generate_samples(tasks, completer(backend, args.mode, sb, tir, progress=True), sampling_from_args(args),
+                                args.out, {"mode": args.mode}, resume=False)
+    answered = [p for p in problems if p["answer"] is not None]
+    if answered:
+        bench = ProblemSet(Path(args.problems).stem)
+        ids = {p["id"] for p in answered}
+        scored = score_samples(bench, bench.tasks(answered), [r for r in rows if r["task_id"] in ids],
+                               grader=MathGrader())
+        verdicts = {(r.task_id, r.sample_index): r.passed for r in scored.results}
+        rows = [{**r, "passed": verdicts[(r["task_id"], r["sample_index"])]} if r["task_id"] in ids else r
+                for r in rows]
+        write_jsonl(rows, args.out)
+        right = sum(verdicts.values())
+        print(f"{args.mode}: {right}/{len(verdicts)} responses correct ({right / len(verdicts):.3f}) -> {args.out}")
     else:
-        print(f"{args.mode}: {sum(len(o) for o in outs)} responses -> {out}")
+        print(f"{args.mode}: {len(rows)} responses -> {args.out}")
     return 0
 
 

@@ -34,7 +34,7 @@ from domainspec.common.config import Config, ConfigError
 from domainspec.common.models.loading import ModelConfig
 from domainspec.common.pipeline import markers
 from domainspec.common.pipeline.markers import Action
-from domainspec.common.sandbox.pool import SandboxConfig
+from domainspec.common.sandbox.pool import SandboxConfig, sandbox_if
 from domainspec.common.train.loop import TrainConfig
 from domainspec.math.evaluation import MathEvalConfig
 from domainspec.math.rejection_sampling import RejectionSamplingConfig
@@ -242,12 +242,8 @@ def run_loop(cfg: MathLoopConfig, out_dir: str | Path) -> dict:
     cfg.save_resolved(out)
     started = time.perf_counter()
     sets = problem_sets(cfg, out)
-    sandbox = None
-    if "tir" in cfg.eval.modes or cfg.rejection_sampling.mode == "tir":
-        from domainspec.common.sandbox.pool import Sandbox
-        sandbox = Sandbox(cfg.sandbox)
     rounds = []
-    try:
+    with sandbox_if("tir" in cfg.eval.modes or cfg.rejection_sampling.mode == "tir", cfg.sandbox) as sandbox:
         for k in range(cfg.rounds + 1):
             rdir = out / f"round_{k}"
             if markers.is_done(rdir, _key(cfg, k)).action is Action.SKIP:
@@ -259,9 +255,6 @@ def run_loop(cfg: MathLoopConfig, out_dir: str | Path) -> dict:
             write_json(res, rdir / "round.json")
             markers.write_done(rdir, _key(cfg, k), elapsed_s=res["seconds"])  # written last: the round is done
             rounds.append(res)
-    finally:
-        if sandbox is not None:
-            sandbox.close()
     _link(out / "policy", rounds[-1]["policy"])
     _link(out / "reward_model", next((r["rm"] for r in reversed(rounds) if r.get("rm")), None))
     from domainspec.math.loop_report import summarize

@@ -8,7 +8,6 @@ file and/or GSM8K / MATH). Each is a typed config plus ``run(config, ctx)``; the
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from pydantic import Field
 
 from domainspec.common.config import Config
 from domainspec.common.models.loading import ModelConfig
-from domainspec.common.sandbox.pool import SandboxConfig
+from domainspec.common.sandbox.pool import SandboxConfig, sandbox_if
 from domainspec.common.pipeline.stages import StageType
 from domainspec.math.evaluation import MathEvalConfig
 from domainspec.math.rejection_sampling import RejectionSamplingConfig
@@ -59,20 +58,6 @@ def train_rm(cfg: RMStageConfig, out_dir: Path) -> dict:
     return {k: v for k, v in res.items() if k != "train_result"}
 
 
-@contextmanager
-def _sandbox(cfg: Any, needed: bool):
-    """The sandbox TIR code runs in (only when a TIR mode is asked for), closed afterwards."""
-    if not needed:
-        yield None
-        return
-    from domainspec.common.sandbox.pool import Sandbox
-    sandbox = Sandbox(cfg.sandbox)
-    try:
-        yield sandbox
-    finally:
-        sandbox.close()
-
-
 def reject_sample(cfg: RejectSampleStageConfig, out_dir: Path) -> dict:
     """``domainspec math reject-sample`` and the ``reject_sample`` stage: sample, grade, rank, keep top-k."""
     from domainspec.common.artifacts import write_jsonl
@@ -81,7 +66,7 @@ def reject_sample(cfg: RejectSampleStageConfig, out_dir: Path) -> dict:
     from domainspec.math.rejection_sampling import grade_rows, read_problems, rejection_sample, sample_responses
     from domainspec.math.reward_model import load_reward_model
     rs = cfg.rejection_sampling
-    with _sandbox(cfg, rs.mode == "tir") as sandbox:
+    with sandbox_if(rs.mode == "tir", cfg.sandbox) as sandbox:
         rows = sample_responses(make_backend("hf", cfg.model), read_problems(cfg.problems, cfg.limit), rs,
                                 sandbox, cfg.tir, progress=True)
     graded = grade_rows(rows, MathGrader(rs.grader_mode), rs.majority_min_share)
@@ -99,7 +84,7 @@ def math_eval(cfg: MathEvalStageConfig, out_dir: Path) -> dict:
     backend = make_backend("hf", cfg.model)
     rm = load_reward_model(cfg.rm) if cfg.rm else None
     res = {}
-    with _sandbox(cfg, "tir" in cfg.eval.modes) as sandbox:
+    with sandbox_if("tir" in cfg.eval.modes, cfg.sandbox) as sandbox:
         if cfg.problems:
             res["problems"] = evaluate(backend, read_problems(cfg.problems, cfg.limit), cfg.eval, out_dir,
                                        "problems", rm, sandbox, cfg.tir)

@@ -61,3 +61,13 @@ def needs_shared_data(*rels: str):
             return test(*args, **kwargs)
         return wrapper
     return decorate
+
+
+def config_error(cls, path: Path, text: str) -> str:
+    """The ConfigError message of loading ``text`` (written to ``path``) as ``cls``; fails if it loads."""
+    from domainspec.common.config import ConfigError, load_config
+
+    path.write_text(text)
+    with pytest.raises(ConfigError) as e:
+        load_config(cls, path)
+    return str(e.value)

@@ -13,6 +13,7 @@ import domainspec.math.loop as loop_mod
 from domainspec.common.config import ConfigError, load_config
 from domainspec.common.pipeline.markers import read_done, read_running
 from domainspec.math.loop import MathLoopConfig, run_loop
+from data_helpers import config_error
 from test_math_fakes import ChatTemplate
 
 DEFAULT = Path(loop_mod.__file__).with_name("default_loop.yaml")
@@ -132,12 +133,10 @@ def test_micro_loop_runs_and_resumes_round_by_round(solver, tmp_path, monkeypatc
 
 
 def test_bad_loop_config_names_the_yaml_path(tmp_path):
-    bad = tmp_path / "loop.yaml"
-    bad.write_text("rounds: 2\nrejection_sampling:\n  sampling:\n    n: 0\n    tempreature: 1.0\n")
-    with pytest.raises(ConfigError) as e:
-        load_config(MathLoopConfig, bad)
-    assert "rejection_sampling.sampling.n" in str(e.value) and "loop.yaml:4" in str(e.value)
-    assert "rejection_sampling.sampling.tempreature: unknown key" in str(e.value)
+    msg = config_error(MathLoopConfig, tmp_path / "loop.yaml",
+                       "rounds: 2\nrejection_sampling:\n  sampling:\n    n: 0\n    tempreature: 1.0\n")
+    assert "rejection_sampling.sampling.n" in msg and "loop.yaml:4" in msg
+    assert "rejection_sampling.sampling.tempreature: unknown key" in msg
 
 
 def test_rm_groups_merge_a_question_across_rounds():

@@ -3,7 +3,8 @@ import argparse
 
 import pytest
 
-from domainspec.common.config import Config, ConfigError, load_config
+from data_helpers import config_error
+from domainspec.common.config import Config, load_config
 from domainspec.common.models.sampling import SamplingConfig, add_sampling_args, sampling_from_args, sampling_section
 
 STAGE_SAMPLING = sampling_section("The stage's samples.", n=4, temperature=0.7, seed=1234)
@@ -24,11 +25,8 @@ def test_partial_section_keeps_the_stage_defaults(tmp_path):
 
 
 def test_bad_sampling_value_names_the_yaml_line(tmp_path):
-    f = tmp_path / "s.yaml"
-    f.write_text("sampling:\n  n: 2\n  top_p: 0\n")
-    with pytest.raises(ConfigError) as e:
-        load_config(StageWithSampling, f)
-    assert "s.yaml:3" in str(e.value) and "sampling.top_p" in str(e.value)
+    msg = config_error(StageWithSampling, tmp_path / "s.yaml", "sampling:\n  n: 2\n  top_p: 0\n")
+    assert "s.yaml:3" in msg and "sampling.top_p" in msg
 
 
 def test_replace_validates_and_greedy_keeps_the_rest():

@@ -47,6 +47,7 @@ What this does NOT protect against:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import json
 import logging
 import os
@@ -338,3 +339,13 @@ def _to_result(msg: dict) -> ExecResult:
                           float(msg["duration_s"]))
     except (KeyError, ValueError, TypeError) as e:
         return ExecResult(Status.ERROR, "", f"[sandbox] malformed worker reply: {e!r}", None, 0.0)
+
+
+@contextlib.contextmanager
+def sandbox_if(needed: bool, config: SandboxConfig | None = None):
+    """A started :class:`Sandbox` when ``needed`` (e.g. a TIR mode was asked for), else None; closed on exit."""
+    if not needed:
+        yield None
+        return
+    with Sandbox(config) as sandbox:
+        yield sandbox
