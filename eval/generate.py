@@ -139,14 +139,23 @@ def generate_samples(tasks: Sequence[Task], complete: Completer, sampling: Sampl
              len(tasks), sampling.n, len(tasks) * sampling.n - todo, out, todo)
     with open(out, "a", encoding="utf-8") as f:
         for count, jobs in sorted(groups.items()):
-            def write(i: int, completions: list[str], jobs=jobs) -> None:
+            written = [False] * len(jobs)
+
+            def write(i: int, completions: list[str], jobs=jobs, count=count, written=written) -> None:
                 task, start = jobs[i]
+                if len(completions) != count or written[i]:
+                    raise ValueError(f"task {task.task_id}: the completer returned {len(completions)} completions "
+                                     f"{'again ' if written[i] else ''}where {count} were asked for")
                 for k, text in enumerate(completions):
                     f.write(json.dumps({"task_id": task.task_id, "sample_index": start + k, "completion": text,
                                         **meta, "gen_hash": gen_hash}) + "\n")
                 f.flush()
+                written[i] = True
 
             complete([t for t, _ in jobs], sampling.replace(n=count), [s for _, s in jobs], write)
+            if not all(written):  # a completer that drops a task would silently lose its samples
+                missing = [jobs[i][0].task_id for i, w in enumerate(written) if not w]
+                raise ValueError(f"the completer returned nothing for {len(missing)} task(s): {missing[:5]}")
     # the file's rows of these tasks in task order, then sample order (completers finish in any order)
     order = {t.task_id: i for i, t in enumerate(tasks)}
     rows = [r for r in read_jsonl_rows(out) if str(r["task_id"]) in order]

@@ -68,3 +68,22 @@ def test_math_eval_rm_at_k_uses_the_reward_scores(tmp_path, monkeypatch):
 def test_problems_without_answers_cannot_be_scored():
     with pytest.raises(ValueError, match="without an answer"):
         ProblemSet("p").tasks([{"id": "a", "question": "q", "answer": None}])
+
+
+def test_a_completer_that_drops_or_shortens_samples_is_an_error(tmp_path):
+    from domainspec.common.models.sampling import SamplingConfig
+    from domainspec.eval.generate import generate_samples
+
+    tasks = ProblemSet("p").tasks(PROBLEMS)
+
+    def short(tasks, sampling, start, on_done):
+        on_done(0, ["only one"])
+
+    with pytest.raises(ValueError, match="returned 1 completions where 2 were asked for"):
+        generate_samples(tasks, short, SamplingConfig(n=2), tmp_path / "s.jsonl", {})
+
+    def drops(tasks, sampling, start, on_done):
+        on_done(0, ["a", "b"])
+
+    with pytest.raises(ValueError, match=r"nothing for 1 task\(s\): \['three'\]"):
+        generate_samples(tasks, drops, SamplingConfig(n=2), tmp_path / "t.jsonl", {})
