@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from domainspec.common.artifacts import content_hash, read_jsonl_rows
+from domainspec.common.artifacts import content_hash, iter_jsonl, read_jsonl_rows
 from domainspec.common.models.sampling import SamplingConfig
 from domainspec.eval.benchmarks.base import Task
 from domainspec.eval.datafiles import EvalDataError
@@ -64,18 +64,14 @@ def read_done(path: Path, gen_hash: str) -> dict[str, set[int]]:
                     path, len(raw) - cut)
         with open(path, "r+b") as f:
             f.truncate(cut)
-        raw = raw[:cut]
-    for lineno, line in enumerate(raw.decode("utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    for where, row in iter_jsonl(path):  # the one JSONL reader: bad JSON is an error naming path:line
         try:
-            row = json.loads(line)
             tid, idx = str(row["task_id"]), int(row["sample_index"])
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-            raise EvalDataError(f"{path}:{lineno}: not a samples row with task_id and sample_index ({e})") from None
+        except (KeyError, TypeError, ValueError) as e:
+            raise EvalDataError(f"{where}: not a samples row with task_id and sample_index ({e})") from None
         if row.get("gen_hash") != gen_hash:
             raise EvalDataError(
-                f"{path}:{lineno}: written with other generation settings (gen_hash {row.get('gen_hash')} "
+                f"{where}: written with other generation settings (gen_hash {row.get('gen_hash')} "
                 f"!= {gen_hash}); use another --out, or delete the file to start over")
         done[tid].add(idx)
     return done
