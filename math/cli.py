@@ -77,7 +77,6 @@ def cmd_infer(args) -> int:
     from domainspec.common.models.generation import make_backend
     from domainspec.common.models.loading import ModelConfig
     from domainspec.common.models.sampling import sampling_from_args
-    from domainspec.eval.benchmarks.base import Task
     from domainspec.eval.benchmarks.problems import ProblemSet
     from domainspec.eval.generate import generate_samples
     from domainspec.eval.grader.math_grader import MathGrader
@@ -88,13 +87,13 @@ def cmd_infer(args) -> int:
     problems = read_problems(args.problems, args.limit)
     backend = make_backend("hf", ModelConfig(name_or_path=args.model, gguf_file=args.gguf_file))
     tir = TIRConfig(max_tool_calls=args.max_tool_calls, tool_timeout_s=args.tool_timeout)
-    tasks = [Task(task_id=p["id"], prompt=p["question"], data=p) for p in problems]
+    bench = ProblemSet(Path(args.problems).stem)
+    tasks = bench.tasks(problems, require_answers=False)
     with sandbox_if(args.mode == "tir", SandboxConfig(timeout_s=args.tool_timeout)) as sb:
         rows = generate_samples(tasks, completer(backend, args.mode, sb, tir, progress=True), sampling_from_args(args),
                                 args.out, {"mode": args.mode}, resume=False)
     answered = [p for p in problems if p["answer"] is not None]
     if answered:
-        bench = ProblemSet(Path(args.problems).stem)
         ids = {p["id"] for p in answered}
         scored = score_samples(bench, bench.tasks(answered), [r for r in rows if r["task_id"] in ids],
                                grader=MathGrader())

@@ -21,9 +21,11 @@ class ProblemSet:
     def __init__(self, name: str):
         self.name = name
 
-    def tasks(self, problems: Sequence[dict]) -> list[Task]:
+    def tasks(self, problems: Sequence[dict], require_answers: bool = True) -> list[Task]:
+        """One Task per problem; problems without an answer are an error unless ``require_answers`` is off
+        (sampling only: such tasks cannot be scored)."""
         missing = [str(p.get("id")) for p in problems if p.get("answer") is None]
-        if missing:
+        if missing and require_answers:
             raise ValueError(f"{self.name}: problems without an answer cannot be scored: {missing[:5]}")
         return [Task(task_id=str(p["id"]), prompt=p["question"], data=p) for p in problems]
 
