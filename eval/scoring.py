@@ -105,18 +105,19 @@ def _stderr_detail(stderr: str) -> str:
 
 
 def _execute(bench, tasks_by_id, samples, sandbox, sandbox_config, progress) -> tuple[list[dict], dict]:
-    from domainspec.common.sandbox.pool import Sandbox
+    from domainspec.common.sandbox.pool import Sandbox, SandboxConfig
 
     programs = [bench.program(tasks_by_id[str(s["task_id"])], s["completion"]) for s in samples]
     own = sandbox is None
     sb = Sandbox(sandbox_config) if own else sandbox
     try:
-        execs = sb.run_many(programs, progress=progress, desc=f"{bench.name}: executing")
-        info = {"level": sb.level}
-        cfg = getattr(sb, "config", None) or sandbox_config
-        if cfg is not None:
-            info.update({k: getattr(cfg, k) for k in ("timeout_s", "memory_mb", "workers") if hasattr(cfg, k)})
-            info["workers"] = info.get("workers") or os.cpu_count()  # None means one per core
+        cfg = getattr(sb, "config", None) or sandbox_config or SandboxConfig()
+        limits, limit_info = _time_limits(bench, tasks_by_id, samples, sb, cfg)
+        execs = sb.run_many(programs, timeout_s=[limits[str(s["task_id"])] for s in samples],
+                            progress=progress, desc=f"{bench.name}: executing")
+        info = {"level": sb.level, **{k: getattr(cfg, k) for k in ("timeout_s", "memory_mb", "workers")}}
+        info["workers"] = info["workers"] or os.cpu_count()  # None means one per core
+        info.update(limit_info)  # time_limit mode, its settings, and time_limits_s: task -> the limit used
     finally:
         if own:
             sb.close()
@@ -125,15 +126,29 @@ def _execute(bench, tasks_by_id, samples, sandbox, sandbox_config, progress) -> 
     return verdicts, {"sandbox": info}
 
 
+def _time_limits(bench, tasks_by_id, samples, sandbox, config) -> tuple[dict[str, float], dict]:
+    """Each sampled task's wall-clock limit, calibrated on ``program(task, reference)`` where the
+    benchmark offers ``reference_completion`` (an optional part of the code-benchmark interface)."""
+    from domainspec.common.sandbox.time_limits import time_limits
+
+    reference = getattr(bench, "reference_completion", None)
+    refs = {}
+    for tid in dict.fromkeys(str(s["task_id"]) for s in samples):
+        completion = reference(tasks_by_id[tid]) if reference is not None else None
+        refs[tid] = None if completion is None else bench.program(tasks_by_id[tid], completion)
+    return time_limits(sandbox, config, refs)
+
+
 def _grade(bench, tasks_by_id, samples, grader, grader_mode, progress) -> tuple[list[dict], dict, Any]:
     from domainspec.eval.grader.math_grader import MathGrader
 
-    grader = grader or MathGrader(mode=grader_mode)
+    grader = grader or MathGrader.for_benchmark(bench, grader_mode)
     golds = {tid: bench.gold(t) for tid, t in tasks_by_id.items()}
     pairs = [(s["completion"], golds[str(s["task_id"])]) for s in samples]
     grades = grader.grade_many(pairs, progress=progress)
     verdicts = [(bool(g.correct), Status.PASSED if g.correct else Status.FAILED, g.extracted, None) for g in grades]
-    return verdicts, {"grader": {"mode": grader.mode, "version": grader.version}}, grader
+    return verdicts, {"grader": {"mode": grader.mode, "version": grader.version, "dataset": grader.dataset,
+                                 "currency": grader.currency}}, grader
 
 
 def _metrics(per_task: dict[str, list[SampleResult]], ks: Sequence[int], grader) -> tuple[dict, dict]:

@@ -117,6 +117,56 @@ def test_equivalence_table_is_large_and_balanced():
     assert sum(e for _, _, e in EQ) >= 20 and sum(not e for _, _, e in EQ) >= 20
 
 
+UNITS = [
+    # (prediction, gold, equal) in strict mode: trailing unit annotations are dropped, content is not
+    # Chinese units after a number or a closing bracket
+    ("880米", "880", True),
+    ("880米", "88", False),
+    ("12.5 元", "12.5", True),
+    ("9页", "9", True),
+    ("7个", "7", True),
+    ("5千克", "5", True),
+    ("3 平方米", "3", True),
+    ("30天", "31", False),
+    (r"\frac{1}{2}厘米", r"\frac12", True),
+    ("(3, 4)个", "(3,4)", True),
+    ("12米/秒", "12", True),
+    ("880米", "880 米", True),
+    ("小明", "小明", True),   # an answer of Chinese words stays as it is
+    ("小明", "小红", False),
+    ("3个红色的苹果", "3", False),  # a phrase, not a 1-4 character unit
+    # units joined by "/" after a number
+    ("18 km/h", "18", True),
+    ("18 m/s", "18", True),
+    ("18 mi/hr", "18", True),
+    (r"18 \text{m/s}", "18", True),
+    ("9.8 m/s^2", "9.8", True),
+    ("18 km/h", "19", False),
+    ("18 km/h", "18 m/s", True),  # the unit is an annotation on both sides
+    # fractions keep their letters and digits
+    ("3/4", r"\frac{3}{4}", True),
+    ("3/4", "3", False),
+    ("x/2", r"\frac{x}{2}", True),
+    ("x/2", "x", False),
+    ("2 a/b", r"\frac{2a}{b}", True),
+    ("2 a/b", "2", False),
+    (r"\frac{a}{b}", "a", False),
+    ("18 sin/cos", "18", False),
+]
+
+
+@pytest.mark.parametrize("pred,gold,equal", UNITS, ids=[f"{i}" for i in range(len(UNITS))])
+def test_trailing_units_table(pred, gold, equal):
+    assert is_equiv(pred, gold) is equal
+
+
+@pytest.mark.parametrize("answer,normalized", [("880米", "880"), ("12.5 元", "12.5"), ("小明", "小明"),
+                                               ("18 km/h", "18"), (r"18\text{ m/s}", "18"),
+                                               ("3/4", "3/4"), ("x/2", "x/2"), ("2 a/b", "2 a/b")])
+def test_trailing_units_normalize(answer, normalized):
+    assert normalize_answer(answer) == normalized
+
+
 EXTRACT = [
     ("So the total is $\\boxed{42}$.", "42"),
     ("Thus \\boxed{\\frac{1}{2}} is the probability.", "\\frac{1}{2}"),

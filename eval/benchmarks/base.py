@@ -39,7 +39,10 @@ class Benchmark(Protocol):
     """The interface every registered benchmark provides.
 
     ``kind == "code"`` benchmarks also provide ``program(task, completion) -> str``
-    (a self-contained program that raises if the completion is wrong);
+    (a self-contained program that raises if the completion is wrong) and may provide
+    ``reference_completion(task) -> str | None`` (the task's reference solution as a completion;
+    scoring times ``program(task, reference)`` once per machine to set that task's time limit,
+    see :mod:`domainspec.common.sandbox.time_limits`);
     ``kind == "math"`` benchmarks provide ``gold(task) -> str`` and
     ``breakdown(task) -> dict`` (e.g. subject and level for the report).
     Every benchmark names its local copy (``local_copy(data_dir)``) and the text of each

@@ -10,6 +10,19 @@ Rows are ``{"question", "answer"}`` where ``answer`` is the worked solution
 ending in ``#### <number>``; :func:`gsm8k_gold` is the gold rule (rejection sampling uses
 it for GSM8K-format problem files too). Answers are extracted and compared by the shared
 :class:`domainspec.eval.grader.math_grader.MathGrader` (scoring owns the one grader).
+
+``dollar_is_currency = True``: replies are extracted with ``extract_final(reply, currency=True)``
+(``eval/grader/extract.py``), whose rules, one form each, are:
+- ``<<2*9=18>>`` calculator annotation: deleted, never the answer;
+- ``$2``, ``$ 1,000``, ``-$5``, ``18$``, ``\\$18``: a currency sign, deleted (opens no math);
+  ``$9 \\times 2 = 18$`` (closed on its line, no words inside) stays inline math;
+- ``\\boxed{18}`` / ``\\boxed{\\$18}``: the last box's content;
+- ``#### 18``: what follows ``####``;
+- ``A: 18`` / ``Answer: 18`` / ``**Answer:** $18`` line, "The (final) answer is 18.": the
+  sentence after the later of the last such line and the last such phrase (one holding a digit);
+- no marker: the last number of the reply, or the inline math it stands in (``$x = 9$``);
+- ``18 dollars``, ``18 km/h``, ``**18**``, ``2 * 9 = 18``, ``18%``: the number (after the last
+  ``=``; ``%`` kept); ``1,234`` and ``18.00`` are left to the normalizer / ``is_equiv``.
 """
 from __future__ import annotations
 
@@ -34,6 +47,7 @@ class GSM8KBenchmark(CoTMathBenchmark):
     name = "gsm8k"
     version = "gsm8k-1.0"
     hub_name = "openai/gsm8k:main"
+    dollar_is_currency = True  # "$18" is money: extract with extract_final(reply, currency=True)
 
     def load(self, path: str | None = None, limit: int | None = None, split: str | None = None) -> list[Task]:
         source = path or self.hub_name

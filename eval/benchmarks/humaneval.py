@@ -80,5 +80,10 @@ class HumanEvalBenchmark:
         code = sanitize(completion, entry_point=entry, prompt=task.prompt)
         return f"{code}\n\n{task.data['test']}\n\ncheck({entry})\n"
 
+    def reference_completion(self, task: Task) -> str | None:
+        """``canonical_solution``: the reference continuation of the prompt (None when the row has none)."""
+        ref = task.data.get("canonical_solution")
+        return ref if isinstance(ref, str) and ref.strip() else None
+
 
 HUMANEVAL = HumanEvalBenchmark()

@@ -137,5 +137,9 @@ class MBPPBenchmark:
         tests = "\n".join(task.data["test_list"])
         return f"{code}\n\n{task.data.get('test_setup_code') or ''}\n{tests}\n"
 
+    def reference_completion(self, task: Task) -> str:
+        """The row's reference ``code`` (required by :meth:`load`)."""
+        return task.data["code"]
+
 
 MBPP = MBPPBenchmark()

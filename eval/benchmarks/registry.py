@@ -30,6 +30,10 @@ BUILTIN = {
     "mbpp": "domainspec.eval.benchmarks.mbpp:MBPP",
     "gsm8k": "domainspec.eval.benchmarks.gsm8k:GSM8K",
     "math": "domainspec.eval.benchmarks.hendrycks_math:MATH",
+    # the rest of Qwen2.5-Math's evaluation suite (eval/benchmarks/qwen_math_suite.py)
+    **{name: f"domainspec.eval.benchmarks.qwen_math_suite:{name.upper()}" for name in (
+        "aime24", "amc23", "minerva_math", "olympiadbench", "college_math", "gaokao2023en", "svamp", "asdiv",
+        "cmath", "math23k")},
 }
 
 _COMMON = ("load", "prompt", "stop_sequences", "protocol", "local_copy", "decontamination_texts")

@@ -18,22 +18,24 @@ per process (an LRU keyed on the normalized pair), timeouts are not.
 """
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Literal, Sequence
 
 from domainspec.eval.grader.equiv import cheap_equiv
-from domainspec.eval.grader.extract import extract_final, last_boxed  # noqa: F401
+from domainspec.eval.grader.extract import extract_final, last_boxed, number_in  # noqa: F401
 from domainspec.eval.grader.normalize import normalize
-from domainspec.eval.grader.qwen_compat import qwen_cheap_equal, qwen_extract, qwen_majority, qwen_strip_string
+from domainspec.eval.grader.qwen_compat import qwen_cheap_equal, qwen_extract, qwen_gold, qwen_majority, qwen_pred
 # the gold rules belong to their benchmarks; re-exported for the grader's callers
 from domainspec.eval.benchmarks.gsm8k import gsm8k_gold  # noqa: F401
 from domainspec.eval.benchmarks.hendrycks_math import math_gold  # noqa: F401
 
-GRADER_VERSION = "1.0.0"
+GRADER_VERSION = "1.1.0"
 GraderMode = Literal["strict", "qwen-compat"]
 MODES = ("strict", "qwen-compat")
+_NUMERIC_GOLD = re.compile(r"\s*-?[\d,]*\.?\d+\s*")
 _CACHE_SIZE = 65536
 _cache: OrderedDict = OrderedDict()
 _cache_lock = threading.Lock()
@@ -47,21 +49,30 @@ def _check_mode(mode: str) -> None:
         raise ValueError(f"unknown grader mode {mode!r}; expected one of {MODES}")
 
 
-def extract_answer(text: str, mode: GraderMode = "strict") -> str | None:
+def extract_answer(text: str, mode: GraderMode = "strict", dataset: str | None = None,
+                   currency: bool = False) -> str | None:
     """The final answer of a reply: last ``\\boxed{}``/``\\fbox{}``, "The answer is", ``#### N``,
-    else the last number (strict: see ``eval/grader/extract.py``; qwen-compat: Qwen's order, the
-    answer before Qwen's ``strip_string``, which ``is_equiv`` applies). None when there is none."""
+    else the last number (strict: see ``eval/grader/extract.py``, where ``currency`` makes a ``$``
+    before a number a currency sign; qwen-compat: the harness's extraction for ``dataset``, before
+    its ``strip_string``, which ``is_equiv`` applies). None when there is none."""
     _check_mode(mode)
     if text is None:
         return None
     if mode == "qwen-compat":
-        return qwen_extract(text) or None
-    return extract_final(text)
+        return qwen_extract(text, dataset or "math") or None
+    return extract_final(text, currency=currency)
 
 
-def normalize_answer(answer: str, mode: GraderMode = "strict") -> str:
+def normalize_answer(answer: str, mode: GraderMode = "strict", dataset: str | None = None) -> str:
+    """An extracted answer as it is compared (qwen-compat: as the harness treats a prediction)."""
     _check_mode(mode)
-    return qwen_strip_string(answer) if mode == "qwen-compat" else normalize(answer)
+    return qwen_pred(answer, dataset or "math") if mode == "qwen-compat" else normalize(answer)
+
+
+def _normalized_pair(pred: str, gold: str, mode: str, dataset: str | None) -> tuple[str, str]:
+    if mode == "qwen-compat":  # the harness treats the two sides differently (qwen_compat point 2)
+        return qwen_pred(pred, dataset or "math"), qwen_gold(gold, dataset or "math")
+    return normalize(pred), normalize(gold)
 
 
 def _cached(key):
@@ -79,13 +90,15 @@ def _store(key, value: bool):
             _cache.popitem(last=False)
 
 
-def is_equiv(pred: str | None, gold: str, mode: GraderMode = "strict", timeout_s: float = 5.0) -> bool:
+def is_equiv(pred: str | None, gold: str, mode: GraderMode = "strict", timeout_s: float = 5.0,
+             dataset: str | None = None) -> bool:
     """Whether the extracted answer ``pred`` equals the gold answer (both answer strings, not
-    whole replies). Never raises on odd input and never takes much longer than ``timeout_s``."""
+    whole replies; ``dataset``: the benchmark, for qwen-compat's per-data-set rules). Never raises
+    on odd input and never takes much longer than ``timeout_s``."""
     _check_mode(mode)
     if pred is None or gold is None:
         return False
-    p, g = normalize_answer(str(pred), mode), normalize_answer(str(gold), mode)
+    p, g = _normalized_pair(str(pred), str(gold), mode, dataset)
     cheap = cheap_equiv(p, g) if mode == "strict" else qwen_cheap_equal(p, g)
     if cheap is not None:
         return cheap
@@ -109,21 +122,36 @@ class Grade:
 
 
 class MathGrader:
-    """Grades whole replies against gold answers with one mode; safe to share between threads."""
+    """Grades whole replies against gold answers with one mode; safe to share between threads.
 
-    def __init__(self, mode: GraderMode = "strict", timeout_s: float = 5.0):
+    ``dataset``: the benchmark's name (qwen-compat branches on it as Qwen's harness does; None
+    means Qwen's ``math`` branch);
+    ``currency``: ``$`` before a number is a currency sign (strict extraction, GSM8K-style data).
+    :meth:`for_benchmark` reads both from a registered benchmark."""
+
+    def __init__(self, mode: GraderMode = "strict", timeout_s: float = 5.0, dataset: str | None = None,
+                 currency: bool = False):
         _check_mode(mode)
         if timeout_s <= 0:
             raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
         self.mode = mode
         self.timeout_s = timeout_s
+        self.dataset = dataset
+        self.currency = currency
         self.version = GRADER_VERSION
 
+    @classmethod
+    def for_benchmark(cls, bench, mode: GraderMode = "strict", timeout_s: float = 5.0) -> "MathGrader":
+        """The grader for one benchmark's answers: its name and its ``dollar_is_currency`` flag."""
+        return cls(mode, timeout_s, dataset=bench.name, currency=bool(getattr(bench, "dollar_is_currency", False)))
+
     def extract(self, response: str) -> str | None:
-        return extract_answer(response, self.mode)
+        return extract_answer(response, self.mode, self.dataset, self.currency)
 
     def equiv(self, pred: str | None, gold: str) -> bool:
-        return is_equiv(pred, gold, self.mode, self.timeout_s)
+        if self.currency and self.mode == "strict" and pred is not None and _NUMERIC_GOLD.fullmatch(str(gold)):
+            pred = number_in(pred)  # "A: The jacket costs $40." against 40: the one number of the answer
+        return is_equiv(pred, gold, self.mode, self.timeout_s, self.dataset)
 
     def grade(self, response: str, gold: str) -> Grade:
         extracted = self.extract(response)
@@ -160,9 +188,11 @@ class MathGrader:
     def majority_vote(self, answers: Sequence[str | None]) -> str | None:
         """maj@k answer. strict: the largest cluster of mutually equivalent answers (ties: the
         cluster seen first), returned as its first member; qwen-compat: exact string vote of the
-        normalized answers."""
+        normalized answers, returned as the first answer with the winning string."""
         if self.mode == "qwen-compat":
-            return qwen_majority([qwen_strip_string(a) if a is not None else None for a in answers])
+            keys = [normalize_answer(a, self.mode, self.dataset) if a is not None else None for a in answers]
+            winner = qwen_majority(keys)  # the raw answer of the winning key, so equiv() normalizes it once
+            return None if winner is None else next(a for a, k in zip(answers, keys) if k == winner)
         clusters: list[list[str]] = []
         for a in answers:
             if a is None or not str(a).strip():

@@ -5,9 +5,10 @@
 ``\\frac``; thousands separators (``7,425,000``, ``32,\\! 349``, ``1{,}000``, ``1 000``) are joined
 while a comma followed by a space (``32, 349``) stays a list separator; ``\\$``, degrees and percent
 signs are dropped; units are dropped only as a *trailing annotation* after a number, a closing
-bracket or a LaTeX group (``10\\text{ units}``, ``125 miles``, ``5 \\text{cm}^2``), and a remaining
-``\\text{X}`` is unwrapped to ``X``. Letters are never deleted, so ``(+5)(b+2)`` stays different from
-``(a+5)(b+2)`` and ``\\sec^2 y`` stays intact.
+bracket or a LaTeX group (``10\\text{ units}``, ``125 miles``, ``5 \\text{cm}^2``, ``18 km/h``, and
+1-4 Chinese characters: ``880米``, ``12.5 元``; not the letters of ``3/4``, ``x/2``, ``2 a/b``, nor an
+answer of Chinese words only), and a remaining ``\\text{X}`` is unwrapped to ``X``. Letters are
+never deleted, so ``(+5)(b+2)`` stays different from ``(a+5)(b+2)`` and ``\\sec^2 y`` stays intact.
 Conventions (documented, not mathematical facts): ``10\\%`` normalizes to ``10`` (a percent answer
 compared as the number of percent, as MATH's answer key does), ``30^\\circ`` to ``30``.
 ``compact(s)`` is the whitespace-free form used for exact string comparison.
@@ -27,9 +28,15 @@ _RELATION_ALIASES = [
 ]
 _SPACING = re.compile(r"(?<!\\)\\[,;:! ]|\\q?quad\b|~|\\displaystyle\b|\\limits\b|\\mathnormal\b")
 _TEXT_CMD = r"\\(?:text|textnormal|textrm|mbox|mathrm|textit|textbf|mathbf|mathit|operatorname)"
-# a trailing unit annotation: \text{...} (optionally ^2/^3) or plain words, after math content
-_TRAILING_TEXT = re.compile(_TEXT_CMD + r"\s*\{([^{}]*)\}(?:\s*\^\s*\{?[23]\}?)?\s*$")
-_TRAILING_WORDS = re.compile(r"(?<=[\d)\]}a-zA-Z.])\s+([a-zA-Z]{2,}(?:\s+[a-zA-Z]{2,}){0,2})(?:\s*\^\s*\{?[23]\}?)?\s*$")
+# a trailing unit annotation, after math content: \text{...} or plain words (optionally ^2/^3), or a
+# run of Chinese characters (米, 千克, 平方米). A unit joined by "/" (km/h, m/s^2, 米/秒) has parts of
+# 2+ letters or one of the single-letter units below, so 2 a/b keeps its letters.
+_POWER = r"(?:\s*\^\s*\{?[23]\}?)?"
+_UNIT_PART = r"(?:[a-zA-Z]{2,}|[msghlL])"
+_TRAILING_TEXT = re.compile(_TEXT_CMD + r"\s*\{([^{}]*)\}" + _POWER + r"\s*$")
+_TRAILING_WORDS = re.compile(rf"(?<=[\d)\]}}a-zA-Z.])\s+({_UNIT_PART}(?:/{_UNIT_PART})+|[a-zA-Z]{{2,}}"
+                             rf"(?:\s+[a-zA-Z]{{2,}}){{0,2}}){_POWER}\s*$")
+_TRAILING_CJK = re.compile(r"(?<=[\d)\]}])\s*[\u4e00-\u9fff]{1,4}(?:/[\u4e00-\u9fff]{1,4})*\s*$")
 _KEEP_WORDS = {"and", "or", "pi", "in", "sin", "cos", "tan", "log", "ln", "sec", "csc", "cot"}
 _CHOICE = re.compile(r"^\(?([A-Ea-e])\)?$")
 
@@ -59,8 +66,12 @@ def _strip_trailing_units(s: str) -> str:
                 return s
             s = s[:m.start()].rstrip()
             continue
+        m = _TRAILING_CJK.search(s)
+        if m:
+            s = s[:m.start()].rstrip()
+            continue
         m = _TRAILING_WORDS.search(s)
-        if m and s[:m.start()].strip() and not (set(m.group(1).lower().split()) & _KEEP_WORDS):
+        if m and s[:m.start()].strip() and not (set(re.split(r"[\s/]+", m.group(1).lower())) & _KEEP_WORDS):
             head = s[:m.start()].rstrip()
             # "x y" or "a b" could be a product of letters; words of 2+ letters after math are units
             if re.search(r"[\d)}\]]$", head) or re.search(r"\\[a-zA-Z]+\{[^{}]*\}$", head):

@@ -23,6 +23,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 STARTUP_TIMEOUT_S = 120.0
 
@@ -48,6 +49,7 @@ class _Worker:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             env=env, text=True, bufsize=1, close_fds=True)
         self.ready = False
+        self.asked = 0
 
     def _readline(self, timeout_s: float) -> str | None:
         import select
@@ -63,16 +65,22 @@ class _Worker:
         return self.ready
 
     def ask(self, mode: str, pred: str, gold: str, timeout_s: float) -> bool | None:
-        """True/False, or None when the worker ran over the limit or died."""
+        """True/False, or None when the worker ran over the limit, died or answered out of turn.
+
+        Requests carry a number the answer must repeat, so an answer is never taken for another
+        check's (the worker's own stdout is not the channel: libraries that print cannot desync it)."""
+        self.asked += 1
         try:
-            self.proc.stdin.write(json.dumps([mode, pred, gold]) + "\n")
+            self.proc.stdin.write(json.dumps([self.asked, mode, pred, gold]) + "\n")
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             return None
         line = self._readline(timeout_s)
-        if not line:
+        try:
+            number, answer = json.loads(line) if line else (None, None)
+        except (ValueError, TypeError):
             return None
-        return json.loads(line)
+        return answer if number == self.asked else None
 
     def kill(self):
         try:
@@ -127,19 +135,24 @@ class GuardedPool:
 
     def check(self, mode: str, pred: str, gold: str, timeout_s: float) -> bool | None:
         """True/False, or None when the check ran over timeout_s (the worker is replaced)."""
-        worker = self._acquire()
-        healthy = False
-        try:
-            if not worker.wait_ready():
-                raise RuntimeError("grader worker failed to start: "
-                                   f"{sys.executable} -m domainspec.eval.grader.pool")
-            answer = worker.ask(mode, pred, gold, timeout_s)
-            healthy = answer is not None
-            if answer is None:
+        for attempt in (1, 2):
+            worker = self._acquire()
+            healthy = False
+            try:
+                if not worker.wait_ready():
+                    raise RuntimeError("grader worker failed to start: "
+                                       f"{sys.executable} -m domainspec.eval.grader.pool")
+                answer = worker.ask(mode, pred, gold, timeout_s)
+                healthy = answer is not None
+                if answer is not None:
+                    return bool(answer)
+                if worker.proc.poll() is not None and attempt == 1:
+                    continue  # the worker had died (not a timeout): the check gets one fresh worker
                 self.timeouts += 1
-            return None if answer is None else bool(answer)
-        finally:
-            self._release(worker, healthy)
+                return None
+            finally:
+                self._release(worker, healthy)
+        return None
 
     def close(self):
         with self.cond:
@@ -182,15 +195,20 @@ def _close_pool():
 
 
 def _die_with_parent():
-    """Linux: SIGKILL this worker when its parent exits (no orphan left computing)."""
-    try:
-        import ctypes
-        import signal
+    """Exit this worker soon after its parent process exits (no orphan left computing).
 
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
+    Not PR_SET_PDEATHSIG: that signal follows the parent *thread*, and workers are started from
+    whichever thread needs one (``grade_many``'s pool threads), so they were killed as soon as
+    that thread ended and the next check on them found a dead pipe. A watchdog thread polls the
+    parent pid instead; ``os._exit`` ends the process even while sympy holds the main thread."""
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _worker_main():
@@ -199,19 +217,22 @@ def _worker_main():
     import sympy  # noqa: F401  (preloaded so the first check is not charged for the import)
 
     import domainspec.eval.grader.equiv  # noqa: F401
-    import domainspec.eval.grader.qwen_compat  # noqa: F401
+    from domainspec.eval.grader.qwen_compat import warm_up
 
-    out = sys.stdout
+    # the answers go to a private copy of stdout; fd 1 itself now points at stderr (discarded), so
+    # whatever a parser prints (Python or C level) never lands in the answer channel
+    out = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    warm_up()  # sympy's LaTeX parser loads its ANTLR grammar on first use (~1 s): not charged to a check
     out.write("ready\n")
-    out.flush()
     for line in sys.stdin:
-        mode, pred, gold = json.loads(line)
+        number, mode, pred, gold = json.loads(line)
         try:
             answer = bool(check_body(mode, pred, gold))
         except Exception:  # a check that crashes is "not equal", never a crashed worker
             answer = False
-        out.write(json.dumps(answer) + "\n")
-        out.flush()
+        out.write(json.dumps([number, answer]) + "\n")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,8 @@
 - ``("expr", s)``: one scalar expression (LaTeX text, converted later by ``eval/grader/latex.py``);
 - ``("text", s)``: a word answer (``Evelyn``, ``no solution``) or a choice letter;
 - ``("seq", open, close, items)``: a bracketed tuple or interval, ``(1,2]`` keeps its brackets;
-- ``("list", items, raw)``: a bare comma/semicolon list (``1, 2``), ``raw`` its text;
+- ``("list", items, raw)``: a bare comma/semicolon list (``1, 2``), ``raw`` its text; the words
+  ``and``/``or`` between math answers separate a list too (``7 and -\\frac{29}{3}``, ``x=2 or x=3``);
 - ``("set", items)``: ``\\{1,2\\}`` and the expansion of ``a \\pm b``;
 - ``("union", items)``: intervals joined by ``\\cup``;
 - ``("matrix", rows)``;
@@ -25,6 +26,7 @@ _LABEL = re.compile(
     r"|\((?:\s*[a-zA-Z](?:_\{?\w+\}?)?\s*,)+\s*[a-zA-Z](?:_\{?\w+\}?)?\s*\)"  # (p, q)
     r"|[a-zA-Z_{}\\]+(?::[a-zA-Z_{}\\]+)+")                              # S_{ABC}:S
 _WORDS = re.compile(r"[A-Za-z][A-Za-z ]*[A-Za-z]")
+_CONJUNCTION = re.compile(r"\s*,?\s*(?<![\\A-Za-z])(?:and|or)(?![A-Za-z])\s*")
 
 
 def _scan(s: str):
@@ -109,6 +111,7 @@ def parse_structure(s: str):
     in_parts = split_top(s, ("\\in",))
     if len(in_parts) == 2 and in_parts[1]:
         return parse_structure(in_parts[1])
+    s = _conjunctions_as_commas(s)
     for seps in ((";",), (",",)):
         parts = split_top(s, seps)
         if len(parts) > 1 and all(parts):
@@ -125,7 +128,7 @@ def parse_structure(s: str):
     if pm:
         return ("set", tuple(parse_structure(p) for p in pm))
     if s.startswith("\\{") and s.endswith("\\}"):
-        inner = s[2:-2].strip()
+        inner = _conjunctions_as_commas(s[2:-2].strip())
         items = [p for p in split_top(inner, (";",) if ";" in inner else (",",)) if p]
         return ("set", tuple(parse_structure(p) for p in items))
     if s.startswith("{") and s.endswith("}") and _OPEN_closes_at_end(s):
@@ -137,6 +140,23 @@ def parse_structure(s: str):
     if _WORDS.fullmatch(s) and len(s) > 1 and not re.fullmatch(r"[a-zA-Z]{1,3}", s):
         return ("text", s)
     return ("expr", s)
+
+
+def _conjunctions_as_commas(s: str) -> str:
+    """``7 and -3`` -> ``7, -3`` (top level only); a word answer such as ``Alice and Bob`` stays."""
+    depth_at = {i: depth for i, depth, _ in _scan(s)}
+    out, last = [], 0
+    for m in _CONJUNCTION.finditer(s):
+        if depth_at.get(m.start()) == 0:
+            out += [s[last:m.start()], ", "]
+            last = m.end()
+    if not out:
+        return s
+    joined = "".join(out) + s[last:]
+    parts = split_top(joined, (",",))
+    if not all(parts) or all(_WORDS.fullmatch(p) for p in parts):
+        return s
+    return joined
 
 
 def _OPEN_closes_at_end(s: str) -> bool:
