@@ -30,10 +30,19 @@ def render_report(summary: dict, plot_name: str | None = None) -> str:
              f"- tasks: {s['num_tasks']}, samples: {s['num_samples']} "
              f"(per task: {s['samples_per_task']['min']}–{s['samples_per_task']['max']})"]
     if "grader" in s:
-        lines.append(f"- grader: `{s['grader']['mode']}` (version {s['grader']['version']})")
+        g = s["grader"]
+        lines.append(f"- grader: `{g['mode']}` (version {g['version']}"
+                     + (f", data set `{g['dataset']}`" if g.get("dataset") else "")
+                     + (", `$` before a number read as currency" if g.get("currency") else "") + ")")
     if "sandbox" in s:
         sb = s["sandbox"]
-        lines.append(f"- sandbox level: **{sb.get('level')}** (timeout {sb.get('timeout_s')} s, "
+        limits = list((sb.get("time_limits_s") or {}).values())
+        if sb.get("time_limit") == "calibrated" and limits:
+            timeout = (f"time limits calibrated on the reference solutions: {min(limits):g}-{max(limits):g} s "
+                       f"({sb.get('limit_factor')}x the reference, at least {sb.get('limit_floor_s')} s)")
+        else:
+            timeout = f"timeout {sb.get('timeout_s')} s"
+        lines.append(f"- sandbox level: **{sb.get('level')}** ({timeout}, "
                      f"memory {sb.get('memory_mb')} MiB, workers {sb.get('workers')})")
     if s.get("tasks_without_samples"):
         lines.append(f"- **{s['tasks_without_samples']} tasks had no samples and are not in the metrics**")

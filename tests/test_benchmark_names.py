@@ -42,7 +42,8 @@ def test_unknown_benchmark_is_a_config_error_with_line_and_known_names(tmp_path)
     with pytest.raises(ConfigError) as e:
         plan(tmp_path, bench="hellaswag")
     assert ("pipe.yaml:8: pipelines.p.stages.ev.config.benchmark: Value error, unknown benchmark 'hellaswag'; "
-            "registered: gsm8k, humaneval, math, mbpp") in str(e.value)
+            "registered: aime24, amc23, asdiv, cmath, college_math, gaokao2023en, gsm8k, humaneval, math, math23k, "
+            "mbpp, minerva_math, olympiadbench, svamp") in str(e.value)
 
 
 def test_math_only_places_refuse_a_code_benchmark(tmp_path):
@@ -50,11 +51,14 @@ def test_math_only_places_refuse_a_code_benchmark(tmp_path):
         plan(tmp_path, math="mbpp")
     msg = str(e.value)
     assert "pipe.yaml:15: pipelines.p.stages.me.config.eval.benchmarks.0.name" in msg
-    assert "code benchmark 'mbpp' where a math benchmark is needed; math benchmarks: gsm8k, math" in msg
+    assert ("code benchmark 'mbpp' where a math benchmark is needed; math benchmarks: aime24, amc23, asdiv, cmath, "
+            "college_math, gaokao2023en, gsm8k, math, math23k, minerva_math, olympiadbench, svamp") in msg
 
 
 def test_validators_follow_the_registry():
-    assert benchmark_names("code") == ["humaneval", "mbpp"] and benchmark_names("math") == ["gsm8k", "math"]
+    assert benchmark_names("code") == ["humaneval", "mbpp"]
+    assert benchmark_names("math") == ["aime24", "amc23", "asdiv", "cmath", "college_math", "gaokao2023en", "gsm8k",
+                                       "math", "math23k", "minerva_math", "olympiadbench", "svamp"]
     assert check_registered("gsm8k") == "gsm8k" and check_math("math") == "math"
     with pytest.raises(ValueError, match="unknown benchmark 'nope' where a math benchmark is needed"):
         check_math("nope")

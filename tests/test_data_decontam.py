@@ -102,17 +102,20 @@ def test_default_is_every_registered_benchmark_in_registry_order(tmp_path):
              "mbpp": {"task_id": 11, "text": "mbpp text", "code": "code", "test_list": ["assert a", "assert b"]},
              "gsm8k": {"question": "q words", "answer": "a #### 1", "unused": "NOT INDEXED"},
              "math": {"problem": "p", "solution": "s", "unique_id": "test/x/1.json"}}
+    suite = [n for n in BENCHMARKS if n not in files]  # the Qwen math suite: flattened rows, the question indexed
+    files.update({n: {"task_id": f"{n}/0", "question": f"{n} question", "gold_answer": "1"} for n in suite})
     for name, row in files.items():
         (tmp_path / f"{name}.jsonl").write_text(json.dumps(row) + "\n")
     cfg = DecontamConfig(files={n: str(tmp_path / f"{n}.jsonl") for n in files})
     got = list(provided_texts(cfg))
-    assert [g[0] for g in got] == list(BENCHMARKS) == ["humaneval", "mbpp", "gsm8k", "math"]
+    assert [g[0] for g in got] == list(BENCHMARKS) == ["humaneval", "mbpp", "gsm8k", "math", *suite]
     assert got == [("humaneval", "H/0", "def f():\n  return 1\nt"), ("mbpp", "11", "mbpp text\ncode\nassert a\nassert b"),
-                   ("gsm8k", "0", "q words\na #### 1"), ("math", "test/x/1.json", "p\ns")]
+                   ("gsm8k", "0", "q words\na #### 1"), ("math", "test/x/1.json", "p\ns"),
+                   *[(n, f"{n}/0", f"{n} question") for n in suite]]
 
 
 def test_unregistered_benchmark_needs_a_file_and_the_error_lists_the_known_ones(tmp_path):
-    with pytest.raises(DataError, match=r"'hellaswag' is not a registered benchmark \(gsm8k, humaneval, math, mbpp\); "
+    with pytest.raises(DataError, match=r"'hellaswag' is not a registered benchmark \(aime24, amc23, .*, gsm8k, humaneval, math, .*svamp\); "
                                         r"give its path in decontam.files.hellaswag"):
         build(benchmarks=["hellaswag"], data_dir=str(tmp_path))
 
@@ -132,7 +135,9 @@ def test_broken_texts_provider_raises(monkeypatch):
 
 @needs_shared_data("mbpp/mbpp.jsonl", "gsm8k/test.jsonl", "math/math500_test.jsonl")
 def test_default_index_sizes_of_the_shared_data():
-    """The default run's index: every row of the four local copies (counts pinned before the inversion)."""
+    """The default run's index: every row of every registered benchmark's local copy."""
     idx = build(data_dir=str(DATA))
-    assert idx.sizes == {"humaneval": 164, "mbpp": 974, "gsm8k": 1319, "math": 500}
-    assert len(idx) == 278606
+    assert idx.sizes == {"humaneval": 164, "mbpp": 974, "gsm8k": 1319, "math": 500, "aime24": 30, "amc23": 40,
+                         "minerva_math": 272, "olympiadbench": 675, "college_math": 2818, "gaokao2023en": 385,
+                         "svamp": 1000, "asdiv": 2215, "cmath": 600, "math23k": 1000}
+    assert len(idx) == 440273  # 278606 from the first four (pinned before the Qwen suite was registered)

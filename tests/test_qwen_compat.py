@@ -110,3 +110,34 @@ def test_strict_reads_the_examples_the_harness_misses():
     assert is_equiv("2\\pi^2 - 2\\pi", "2\\pi(\\pi-1)", "strict")
     assert is_equiv("7 \\text{ and } -\\frac{29}{3}", "7,-\\frac{29}{3}", "strict")
     assert not is_equiv("7", "7,-\\frac{29}{3}", "strict")
+
+
+@pytest.mark.parametrize("name", SUITE)
+def test_raw_qwen_rows_give_the_flattened_question_and_gold(name, tmp_path):
+    """Each benchmark's own question and gold rules, applied to Qwen's raw rows (the flattened
+    copies keep them as source_row), give the question and raw gold the copies were built with."""
+    flat = [json.loads(ln) for ln in shared_data(f"math_breadth/{name}.jsonl").open()]
+    raw = tmp_path / "test.jsonl"
+    raw.write_text("".join(json.dumps(r["source_row"], ensure_ascii=False) + "\n" for r in flat))
+    bench = get_benchmark(name)
+    tasks = bench.load(str(raw))
+    assert len(tasks) == len(flat)
+    # svamp: the harness ends the Body with a "." before the Question; the flattened copy does not
+    def same(a, b):
+        return a.replace(".", "").startswith(b.replace(".", "")) if name == "svamp" else a.startswith(b)
+
+    wrong = [(r["task_id"], t.prompt[:60], bench.gold(t), r["gold_answer"]) for t, r in zip(tasks, flat)
+             if bench.gold(t) != str(r["gold_answer"]).strip() or not same(t.prompt, r["question"].strip())]
+    assert wrong == []
+
+
+def test_a_row_without_the_benchmark_field_names_file_line_and_field(tmp_path):
+    from domainspec.eval.datafiles import EvalDataError
+
+    path = tmp_path / "svamp.jsonl"
+    path.write_text(json.dumps({"Body": "Tom has 3 apples.", "Question": "How many?", "Answer": 3.0}) + "\n"
+                    + json.dumps({"Body": "No question here.", "Answer": 1.0}) + "\n")
+    with pytest.raises(EvalDataError, match=r"svamp.jsonl:2: missing field 'Question'"):
+        get_benchmark("svamp").load(str(path))
+    with pytest.raises(EvalDataError, match="no hub name"):
+        get_benchmark("aime24").load(None)
