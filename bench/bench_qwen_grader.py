@@ -140,8 +140,10 @@ def _sympy_forms(gold: str):
     from sympy.parsing.latex import parse_latex
 
     try:
+        if "," in gold or len(gold) > 80:  # sympy's LaTeX parser stops at a comma: the form would drop items
+            return [], []
         expr = parse_latex(gold)
-        if not isinstance(expr, sympy.Expr) or not expr.free_symbols or len(gold) > 80:
+        if not isinstance(expr, sympy.Expr) or not expr.free_symbols:
             return [], []
         same = {sympy.latex(sympy.expand(expr)), sympy.latex(sympy.factor(expr)), sympy.latex(expr)}
         wrong = [sympy.latex(expr + 1), sympy.latex(2 * expr)]

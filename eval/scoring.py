@@ -44,12 +44,15 @@ class SampleResult:
     extracted: str | None = None  # the final answer found (math)
     detail: str | None = None  # why a program failed (code): the last stderr line
     score: float | None = None  # the reward model's score of the sample, when given (rm@k)
+    time_limit_s: float | None = None  # the wall-clock limit its program ran under (code)
 
     def to_row(self) -> dict:
         row = {"task_id": self.task_id, "sample_index": self.sample_index, "passed": self.passed,
                "status": self.status.value, "extracted": self.extracted}
         if self.detail is not None:
             row["detail"] = self.detail
+        if self.time_limit_s is not None:
+            row["time_limit_s"] = self.time_limit_s
         return row
 
 
@@ -121,8 +124,8 @@ def _execute(bench, tasks_by_id, samples, sandbox, sandbox_config, progress) -> 
     finally:
         if own:
             sb.close()
-    verdicts = [(bool(r.passed), Status(r.status), None, None if r.passed else _stderr_detail(r.stderr))
-                for r in execs]
+    verdicts = [(bool(r.passed), Status(r.status), None, None if r.passed else _stderr_detail(r.stderr),
+                 r.time_limit_s) for r in execs]
     return verdicts, {"sandbox": info}
 
 
@@ -146,7 +149,8 @@ def _grade(bench, tasks_by_id, samples, grader, grader_mode, progress) -> tuple[
     golds = {tid: bench.gold(t) for tid, t in tasks_by_id.items()}
     pairs = [(s["completion"], golds[str(s["task_id"])]) for s in samples]
     grades = grader.grade_many(pairs, progress=progress)
-    verdicts = [(bool(g.correct), Status.PASSED if g.correct else Status.FAILED, g.extracted, None) for g in grades]
+    verdicts = [(bool(g.correct), Status.PASSED if g.correct else Status.FAILED, g.extracted, None, None)
+                for g in grades]
     return verdicts, {"grader": {"mode": grader.mode, "version": grader.version, "dataset": grader.dataset,
                                  "currency": grader.currency}}, grader
 
@@ -230,8 +234,8 @@ def score_samples(benchmark, tasks: Sequence[Task], samples: Sequence[dict], ks:
         verdicts, info, used_grader = _grade(bench, tasks_by_id, samples, grader, grader_mode, progress)
     results: list[SampleResult] = []
     per_task: dict[str, list[SampleResult]] = {t.task_id: [] for t in tasks}
-    for s, i, (passed, status, extracted, detail) in zip(samples, idx, verdicts):
-        r = SampleResult(str(s["task_id"]), i, passed, status, extracted, detail, s.get("score"))
+    for s, i, (passed, status, extracted, detail, limit) in zip(samples, idx, verdicts):
+        r = SampleResult(str(s["task_id"]), i, passed, status, extracted, detail, s.get("score"), limit)
         results.append(r)
         per_task[r.task_id].append(r)
     with_samples = {tid: rs for tid, rs in per_task.items() if rs}

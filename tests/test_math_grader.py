@@ -342,3 +342,13 @@ def test_same_answers_from_threads_as_from_main_thread():
     with ThreadPoolExecutor(max_workers=4) as ex:
         got = list(ex.map(lambda row: is_equiv(row[0], row[1]), EQ))
     assert got == expected == [e for _, _, e in EQ]
+
+
+@pytest.mark.parametrize("pred,gold,equal", [
+    ("935000", "9.35e5", True), ("935000.0", "9.35e5", True), ("9.35 \\times 10^5", "9.35e5", True),
+    ("4.46\\times10^{19}", "4.46e19", True), ("0.0012", "1.2E-3", True), ("935001", "9.35e5", False),
+    ("9.35", "9.35e5", False), ("2e", "2e", True), ("3e", "3e1", False),
+])
+def test_e_notation_golds_are_numbers(pred, gold, equal):
+    """Minerva Math writes golds as 9.35e5; LaTeX would read 9.35 * e * 5."""
+    assert is_equiv(pred, gold, "strict") is equal

@@ -136,6 +136,7 @@ def test_scoring_a_looping_completion_costs_its_calibrated_limit(sb):
     assert time.monotonic() - t0 < 4.0
     assert [r.status for r in scored.results] == [Status.TIMEOUT, Status.PASSED]
     assert "limit of 1s" in scored.results[0].detail
+    assert [r.to_row()["time_limit_s"] for r in scored.results] == [1.0, 1.0]  # each results.jsonl row records it
     info = scored.summary["sandbox"]
     assert info["time_limit"] == "calibrated" and info["time_limits_s"] == {"HumanEval/0": 1.0, "HumanEval/1": 1.0}
     assert info["timeout_s"] == 5 and info["limit_ceiling_s"] == 5

@@ -96,8 +96,10 @@ def is_equiv(pred: str | None, gold: str, mode: GraderMode = "strict", timeout_s
     whole replies; ``dataset``: the benchmark, for qwen-compat's per-data-set rules). Never raises
     on odd input and never takes much longer than ``timeout_s``."""
     _check_mode(mode)
-    if pred is None or gold is None:
+    if gold is None or (pred is None and mode == "strict"):
         return False
+    if pred is None:  # the harness compares the empty answer too (it equals an empty gold)
+        pred = ""
     p, g = _normalized_pair(str(pred), str(gold), mode, dataset)
     cheap = cheap_equiv(p, g) if mode == "strict" else qwen_cheap_equal(p, g)
     if cheap is not None:

@@ -16,6 +16,7 @@ compared as the number of percent, as MATH's answer key does), ``30^\\circ`` to 
 from __future__ import annotations
 
 import re
+from decimal import Decimal
 
 _UNICODE = {
     "−": "-", "–": "-", "×": "\\times ", "÷": "\\div ", "·": "\\cdot ", "π": "\\pi ", "∞": "\\infty ",
@@ -38,6 +39,8 @@ _TRAILING_WORDS = re.compile(rf"(?<=[\d)\]}}a-zA-Z.])\s+({_UNIT_PART}(?:/{_UNIT_
                              rf"(?:\s+[a-zA-Z]{{2,}}){{0,2}}){_POWER}\s*$")
 _TRAILING_CJK = re.compile(r"(?<=[\d)\]}])\s*[\u4e00-\u9fff]{1,4}(?:/[\u4e00-\u9fff]{1,4})*\s*$")
 _KEEP_WORDS = {"and", "or", "pi", "in", "sin", "cos", "tan", "log", "ln", "sec", "csc", "cot"}
+# e-notation as physics answers write it (``9.35e5``, ``4.46e19``, ``1.2E-3``); LaTeX would read an ``e`` there
+_E_NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)[eE][-+]?\d{1,3}")
 _CHOICE = re.compile(r"^\(?([A-Ea-e])\)?$")
 
 
@@ -116,6 +119,8 @@ def normalize(answer: str) -> str:
     s = re.sub(r"\\emptyset\b|\\varnothing\b", r"\\{\\}", s)
     s = re.sub(r"\s+", " ", s).strip().rstrip(".").strip()
     s = _strip_delimiters(s)
+    if _E_NUMBER.fullmatch(s):  # "9.35e5" (Minerva's physics golds): the decimal it stands for, "935000"
+        s = format(Decimal(s), "f")
     m = _CHOICE.match(s)
     if m:
         s = m.group(1)
