@@ -174,7 +174,9 @@ def forms(gold: str, rng: random.Random) -> list[tuple[str, str, bool]]:
             if abs(n) >= 1000:
                 out.append(("thousands", f"{n:,}", True))
         else:
-            out += [("decimal-places", f"{v:.4f}0", round(v, 4) == v), ("twice", f"{wrong:.6g}", False)]
+            if abs(v) < 1e12:  # a float's digits beyond that are not the gold's
+                out.append(("decimal-places", f"{v:.4f}0", round(v, 4) == v))
+            out.append(("twice", f"{wrong:.6g}", False))
     m = re.fullmatch(r"(-?)\\[dt]?frac\{(\d+)\}\{(\d+)\}", g)
     if m:
         sign, a, b = m.group(1), int(m.group(2)), int(m.group(3))
@@ -189,7 +191,7 @@ def forms(gold: str, rng: random.Random) -> list[tuple[str, str, bool]]:
         out.append(("reordered-sum", f"{terms[1]}+{terms[0]}", True))
     if "=" not in g and v is None:
         out.append(("x-equals", f"x = {g}", True))
-    same, wrong = _sympy_forms(g)
+    same, wrong = _sympy_forms(g) if v is None else ([], [])  # LaTeX reads 4.4e7 as 4.4*e*7
     out += [(k, f, True) for k, f in same] + [(k, f, False) for k, f in wrong]
     return out
 
