@@ -82,7 +82,7 @@ def evaluate_checkpoint(model_cfg, settings: EvalSettings, out_dir: str | Path, 
     result: dict = {"toy": None, "humaneval": None}
     if settings.toy_tasks == 0 and settings.humaneval_limit == 0:
         return result
-    backend = make_backend("hf", model_config=model_cfg, model=model, tokenizer=tokenizer)
+    backend = make_backend(settings.sampling, model_config=model_cfg, model=model, tokenizer=tokenizer)
     if settings.toy_tasks:
         data = str(toy_data or toy_heldout_file(settings, out))
         result["toy"] = _score_set(backend, "toy held-out", data, None, settings, out / "toy")

@@ -119,7 +119,9 @@ def generate_samples(tasks: Sequence[Task], complete: Completer, sampling: Sampl
     (not ``n`` or ``batch_size``). With ``resume`` a second call generates only the samples not yet in
     the file and refuses a file written with other settings; without it the file is started afresh.
     """
-    settings = {**meta, **sampling.model_dump(exclude={"n", "batch_size"})}
+    # every field that changes a sample; the servers do not, and the default backend keeps older files' hash
+    exclude = {"n", "batch_size", "server"} | ({"backend"} if sampling.backend == "hf" else set())
+    settings = {**meta, **sampling.model_dump(exclude=exclude)}
     gen_hash = content_hash(settings)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -176,13 +178,13 @@ def benchmark_run(benchmark: str, model: str, sampling: SamplingConfig, data: st
                   gguf_file: str | None = None) -> BenchmarkRun:
     """Load the benchmark's tasks and the model; the benchmark's own prompts in the resolved style."""
     from domainspec.common.models.generation import make_backend
-    from domainspec.common.models.loading import ModelConfig, load_model_and_tokenizer
+    from domainspec.common.models.loading import ModelConfig
     from domainspec.eval.benchmarks.registry import get_benchmark
 
     bench = get_benchmark(benchmark)
     tasks = bench.load(data, limit=limit, **({"split": split} if split else {}))
-    model_obj, tokenizer = load_model_and_tokenizer(ModelConfig(name_or_path=model, gguf_file=gguf_file))
-    backend = make_backend("hf", model=model_obj, tokenizer=tokenizer)
+    backend = make_backend(sampling, ModelConfig(name_or_path=model, gguf_file=gguf_file))
+    tokenizer = backend.tokenizer
     style = resolve_style(style or "auto", f"{model} {gguf_file or ''}", tokenizer)
     meta = {"style": style, "benchmark": bench.name, "version": bench.version, "model": model, "gguf_file": gguf_file}
     return BenchmarkRun(bench, tasks, prompted_completer(backend, bench, style),

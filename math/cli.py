@@ -85,12 +85,13 @@ def cmd_infer(args) -> int:
     from domainspec.math.tir import TIRConfig, completer
     from domainspec.common.sandbox.pool import SandboxConfig, sandbox_if
     problems = read_problems(args.problems, args.limit)
-    backend = make_backend("hf", ModelConfig(name_or_path=args.model, gguf_file=args.gguf_file))
+    sampling = sampling_from_args(args)
+    backend = make_backend(sampling, ModelConfig(name_or_path=args.model, gguf_file=args.gguf_file))
     tir = TIRConfig(max_tool_calls=args.max_tool_calls, tool_timeout_s=args.tool_timeout)
     bench = ProblemSet(Path(args.problems).stem)
     tasks = bench.tasks(problems, require_answers=False)
     with sandbox_if(args.mode == "tir", SandboxConfig(timeout_s=args.tool_timeout)) as sb:
-        rows = generate_samples(tasks, completer(backend, args.mode, sb, tir, progress=True), sampling_from_args(args),
+        rows = generate_samples(tasks, completer(backend, args.mode, sb, tir, progress=True), sampling,
                                 args.out, {"mode": args.mode}, resume=False)
     answered = [p for p in problems if p["answer"] is not None]
     if answered:

@@ -138,16 +138,21 @@ def problem_sets(cfg: MathLoopConfig, out: Path) -> dict[str, list[dict]]:
     return sets
 
 
-def _backend(path: str):
+def _backend(path: str, sampling):
+    """The round's policy in-process: the loop trains it, so no server holds it (backend 'openai'
+    is refused here; 'hf' and 'hf-cb' load the checkpoint)."""
     from domainspec.common.models.generation import make_backend
-    return make_backend("hf", ModelConfig(name_or_path=path))
+    if sampling.backend == "openai":
+        raise NotImplementedError("the math loop samples its own policy checkpoints in-process: use backend "
+                                  "'hf' or 'hf-cb' (backend 'openai' serves a fixed model, e.g. reject_sample)")
+    return make_backend(sampling, ModelConfig(name_or_path=path))
 
 
 def _evaluate(cfg: MathLoopConfig, policy: str, rm_path: str | None, heldout: list[dict], out: Path,
               sandbox: Any) -> dict:
     from domainspec.math.evaluation import benchmark_problems, evaluate
     from domainspec.math.reward_model import load_reward_model
-    backend = _backend(policy)
+    backend = _backend(policy, cfg.eval.sampling)
     rm = load_reward_model(rm_path) if rm_path else None
     res = {"heldout": evaluate(backend, heldout, cfg.eval, out, "heldout", rm, sandbox, cfg.tir,
                                cfg.reward_model.max_length)}
@@ -188,7 +193,8 @@ def run_round(k: int, cfg: MathLoopConfig, out: Path, sets: dict, prev: dict, sa
         graded = read_jsonl_rows(samples_path)
     else:
         scfg = cfg.rejection_sampling.for_round(k)
-        rows = sample_responses(_backend(policy), sets[f"round_{k}"], scfg, sandbox, cfg.tir, progress=True)
+        rows = sample_responses(_backend(policy, scfg.sampling), sets[f"round_{k}"], scfg, sandbox, cfg.tir,
+                                progress=True)
         graded = grade_rows(rows, MathGrader(cfg.rejection_sampling.grader_mode),
                             cfg.rejection_sampling.majority_min_share)
         write_jsonl(graded, samples_path.with_suffix(".tmp"))

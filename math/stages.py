@@ -67,7 +67,7 @@ def reject_sample(cfg: RejectSampleStageConfig, out_dir: Path) -> dict:
     from domainspec.math.reward_model import load_reward_model
     rs = cfg.rejection_sampling
     with sandbox_if(rs.mode == "tir", cfg.sandbox) as sandbox:
-        rows = sample_responses(make_backend("hf", cfg.model), read_problems(cfg.problems, cfg.limit), rs,
+        rows = sample_responses(make_backend(rs.sampling, cfg.model), read_problems(cfg.problems, cfg.limit), rs,
                                 sandbox, cfg.tir, progress=True)
     graded = grade_rows(rows, MathGrader(rs.grader_mode), rs.majority_min_share)
     write_jsonl(graded, Path(out_dir) / "samples.jsonl")
@@ -81,7 +81,7 @@ def math_eval(cfg: MathEvalStageConfig, out_dir: Path) -> dict:
     from domainspec.math.evaluation import benchmark_problems, evaluate
     from domainspec.math.rejection_sampling import read_problems
     from domainspec.math.reward_model import load_reward_model
-    backend = make_backend("hf", cfg.model)
+    backend = make_backend(cfg.eval.sampling, cfg.model)
     rm = load_reward_model(cfg.rm) if cfg.rm else None
     res = {}
     with sandbox_if("tir" in cfg.eval.modes, cfg.sandbox) as sandbox:

@@ -218,19 +218,36 @@ class HFBackend:
         return texts, used
 
 
-def make_backend(name: str = "hf", model_config=None, model=None, tokenizer=None) -> GenerationBackend:
-    """A generation backend: ``hf`` (transformers) from a loaded model/tokenizer or a ModelConfig."""
+def make_backend(name="hf", model_config=None, model=None, tokenizer=None, server=None) -> GenerationBackend:
+    """The generation backend ``name`` (or the ``backend`` of a :class:`SamplingConfig`, with its
+    ``server`` section): ``hf`` / ``hf-cb`` from a loaded model and tokenizer or a ModelConfig;
+    ``openai`` from the server section and the model's tokenizer (prompts are rendered here, so
+    TIR can append tool output and continue; the weights are not loaded)."""
+    if isinstance(name, SamplingConfig):
+        name, server = name.backend, server or name.server
     if name == "vllm":
         raise NotImplementedError(
-            "the vLLM generation backend is not implemented yet (it needs a GPU machine to build and "
-            "test on); use backend 'hf'. A vLLM backend implements GenerationBackend in "
-            "domainspec.common.models.generation and loads the same Hugging Face folders.")
-    if name != "hf":
-        raise ValueError(f"unknown generation backend {name!r}; known: 'hf' (and 'vllm', not implemented)")
-    if model is None or tokenizer is None:
-        if model is not None or tokenizer is not None:
-            raise ValueError("make_backend: pass both model and tokenizer, or a model_config")
-        from domainspec.common.models.loading import ModelConfig, load_model_and_tokenizer
+            "no in-process vLLM backend: run `vllm serve MODEL` (one server per GPU or tensor-parallel "
+            "group) and use backend 'openai' with server.base_urls")
+    if name not in ("hf", "hf-cb", "openai"):
+        raise ValueError(f"unknown generation backend {name!r}; known: 'hf', 'hf-cb', 'openai'")
+    if (model is None) != (tokenizer is None) and name != "openai":
+        raise ValueError("make_backend: pass both model and tokenizer, or a model_config")
+    from domainspec.common.models.loading import ModelConfig
 
-        model, tokenizer = load_model_and_tokenizer(model_config or ModelConfig())
+    model_config = model_config or ModelConfig()
+    if name == "openai":
+        from domainspec.common.models.loading import load_tokenizer
+        from domainspec.common.models.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(server, tokenizer or load_tokenizer(model_config),
+                             served_model=(server.model if server is not None else None) or model_config.name_or_path)
+    if model is None:
+        from domainspec.common.models.loading import load_model_and_tokenizer
+
+        model, tokenizer = load_model_and_tokenizer(model_config)
+    if name == "hf-cb":
+        from domainspec.common.models.continuous_batching import CBBackend
+
+        return CBBackend(model, tokenizer)
     return HFBackend(model, tokenizer)

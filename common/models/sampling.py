@@ -15,11 +15,28 @@ Usage::
 from __future__ import annotations
 
 import argparse
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from domainspec.common.config import Config
+
+Backend = Literal["hf", "hf-cb", "openai"]
+BACKENDS: tuple[str, ...] = ("hf", "hf-cb", "openai")
+
+
+class ServerConfig(Config):
+    """OpenAI-compatible servers for ``backend: openai`` (``vllm serve``, SGLang, ``transformers serve``, TGI)."""
+
+    base_urls: list[str] = Field(default_factory=list, description="Server base URLs (``http://host:8000/v1``); "
+                                 "several form a fleet, balanced by outstanding requests.")
+    model: str | None = Field(None, description="The model name the servers serve (default: the stage's model "
+                                                "path as given); a server serving another model is an error.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key "
+                                                           "(unset: no key is sent).")
+    max_concurrency: int = Field(16, ge=1, description="Requests in flight per server.")
+    timeout_s: float = Field(600.0, gt=0, description="Per-request timeout in seconds.")
+    max_retries: int = Field(5, ge=0, description="Retries with exponential backoff on 429/5xx and connection errors.")
 
 
 class SamplingConfig(Config):
@@ -32,6 +49,16 @@ class SamplingConfig(Config):
     batch_size: int = Field(8, ge=1, description="Sequences (prompt x sample) per generation batch.")
     stop: list[str] = Field(default_factory=list, description="A completion is cut before the first of these "
                                                               "strings (benchmarks add their own).")
+    backend: Backend = Field("hf", description="Generation engine: 'hf' (transformers generate, each prompt "
+                             "computed once for its n samples), 'hf-cb' (transformers continuous batching), "
+                             "'openai' (a client of OpenAI-compatible servers, see server).")
+    server: ServerConfig = Field(default_factory=ServerConfig, description="The servers of backend 'openai'.")
+
+    @model_validator(mode="after")
+    def _server_for_openai(self) -> "SamplingConfig":
+        if self.backend == "openai" and not self.server.base_urls:
+            raise ValueError("backend 'openai' needs server.base_urls (e.g. [http://127.0.0.1:8000/v1])")
+        return self
 
     @field_validator("stop")
     @classmethod
@@ -69,8 +96,9 @@ def sampling_section(description: str, **defaults: Any) -> Any:
                      Field(default_factory=lambda: base.model_copy(deep=True), description=doc)]
 
 
-# CLI flag of each field (``--max-new-tokens``); ``stop`` is not a flag (benchmarks own their stops)
-_FLAGS = {name: "--" + name.replace("_", "-") for name in SamplingConfig.model_fields if name != "stop"}
+# CLI flag of each field (``--max-new-tokens``); ``stop`` is not a flag (benchmarks own their stops), the
+# server section has flags of its own (--server-url, --served-model)
+_FLAGS = {name: "--" + name.replace("_", "-") for name in SamplingConfig.model_fields if name not in ("stop", "server")}
 
 
 def add_sampling_args(parser: argparse.ArgumentParser, defaults: SamplingConfig | None = None) -> None:
@@ -79,14 +107,22 @@ def add_sampling_args(parser: argparse.ArgumentParser, defaults: SamplingConfig 
     group = parser.add_argument_group("sampling")
     for name, flag in _FLAGS.items():
         field = SamplingConfig.model_fields[name]
-        group.add_argument(flag, dest=f"sampling_{name}", metavar=name.upper(), type=field.annotation,
-                           default=getattr(defaults, name),
-                           help=f"{field.description} (default {getattr(defaults, name)})")
+        kind = {"choices": BACKENDS} if name == "backend" else {"type": field.annotation}
+        group.add_argument(flag, dest=f"sampling_{name}", metavar=name.upper(), default=getattr(defaults, name),
+                           help=f"{field.description} (default {getattr(defaults, name)})", **kind)
+    group.add_argument("--server-url", dest="sampling_server_urls", action="append", default=None, metavar="URL",
+                       help=ServerConfig.model_fields["base_urls"].description + " Repeat for a fleet.")
+    group.add_argument("--served-model", dest="sampling_served_model", default=None, metavar="NAME",
+                       help=ServerConfig.model_fields["model"].description)
 
 
 def sampling_from_args(args: argparse.Namespace, **fixed: Any) -> SamplingConfig:
     """The :class:`SamplingConfig` of parsed :func:`add_sampling_args` flags (a bad value names its flag)."""
     values = {name: getattr(args, f"sampling_{name}") for name in _FLAGS}
+    server = {k: v for k, v in (("base_urls", getattr(args, "sampling_server_urls", None)),
+                                ("model", getattr(args, "sampling_served_model", None))) if v}
+    if server:
+        values["server"] = server
     try:
         return SamplingConfig(**values, **fixed)
     except ValueError as e:
