@@ -13,6 +13,7 @@ naming the file and line and exits with status 2.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import sys
 
 def _ks(text: str) -> tuple[int, ...]:
@@ -34,7 +35,7 @@ def register(subparsers) -> None:
 
     names = benchmark_names()
     p = subparsers.add_parser("eval", help="score samples on a benchmark, or generate samples with a model")
-    sub = p.add_subparsers(dest="eval_command", metavar="{score,generate}")
+    sub = p.add_subparsers(dest="eval_command", metavar="{score,generate,compare}")
 
     s = sub.add_parser("score", help="execute/grade a samples file; write results.jsonl, summary.json, report.md")
     s.add_argument("--benchmark", required=True, choices=names)
@@ -63,6 +64,12 @@ def register(subparsers) -> None:
     g.add_argument("--split", default=None, help="data split (MBPP: test|validation|train|prompt|all)")
     g.add_argument("--out", required=True, help="samples JSONL (resumed: samples already there are kept)")
     g.set_defaults(func=_generate)
+
+    c = sub.add_parser("compare", help="two scored runs side by side: each metric's difference with its 95% interval")
+    c.add_argument("a", help="run A: a scoring folder (summary.json, per_task.json) or its summary.json")
+    c.add_argument("b", help="run B, the same")
+    c.add_argument("--out", default=None, help="also write the comparison as JSON here")
+    c.set_defaults(func=_compare)
 
 
 def _score(args: argparse.Namespace) -> int:
@@ -103,4 +110,53 @@ def _generate(args: argparse.Namespace) -> int:
         print(f"domainspec eval generate: error: {e}", file=sys.stderr)
         return 2
     print(f"{args.benchmark}: {len(rows)} samples in {args.out}")
+    return 0
+
+
+def _read_run(path: str) -> tuple[dict, dict | None]:
+    from domainspec.common.artifacts import read_json
+    from domainspec.eval.datafiles import EvalDataError
+
+    p = Path(path)
+    summary_path = p / "summary.json" if p.is_dir() else p
+    if not summary_path.is_file():
+        raise EvalDataError(f"{path}: no summary.json (give a scoring output folder or its summary.json)")
+    summary = read_json(summary_path)
+    if not isinstance(summary, dict) or "metrics" not in summary:
+        raise EvalDataError(f"{summary_path}: not a scoring summary (no 'metrics')")
+    per_task = summary_path.parent / "per_task.json"
+    return summary, read_json(per_task) if per_task.is_file() else None
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import json
+
+    from domainspec.eval.datafiles import EvalDataError
+    from domainspec.eval.uncertainty import compare, setting_differences
+
+    try:
+        (a, pa), (b, pb) = _read_run(args.a), _read_run(args.b)
+    except EvalDataError as e:
+        print(f"domainspec eval compare: error: {e}", file=sys.stderr)
+        return 2
+    if a.get("benchmark") != b.get("benchmark"):
+        print(f"domainspec eval compare: error: different benchmarks ({a.get('benchmark')} vs {b.get('benchmark')})",
+              file=sys.stderr)
+        return 2
+    rows = compare(a, b, pa, pb)
+    diffs = setting_differences(a, b)
+    print(f"{a['benchmark']}: A = {args.a}, B = {args.b}")
+    print(f"{'metric':10s} {'A':>8s} {'B':>8s} {'B - A':>8s}  95% interval of B - A")
+    for r in rows:
+        ci = r["ci95"]
+        how = f"paired over {r['paired_tasks']} tasks" if r["paired_tasks"] else "from the stderrs"
+        verdict = "same" if r.get("same") else ("differs" if r["significant"] else "within noise")
+        print(f"{r['metric']:10s} {r['a']:8.4f} {r['b']:8.4f} {r['diff']:+8.4f}  "
+              f"{f'[{ci[0]:+.4f}, {ci[1]:+.4f}] ({how})' if ci else '(no interval)'}  {verdict}")
+    print("settings: identical" if not diffs else "settings that differ:")
+    for key, x, y in diffs:
+        print(f"  {key}: {x!r} -> {y!r}")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"rows": rows, "setting_differences": [list(d) for d in diffs]},
+                                             indent=2, default=str) + "\n")
     return 0

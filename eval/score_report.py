@@ -46,10 +46,16 @@ def render_report(summary: dict, plot_name: str | None = None) -> str:
                      f"memory {sb.get('memory_mb')} MiB, workers {sb.get('workers')})")
     if s.get("tasks_without_samples"):
         lines.append(f"- **{s['tasks_without_samples']} tasks had no samples and are not in the metrics**")
-    lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
-    lines += [f"| {k} | {_fmt(v)} |" for k, v in s["metrics"].items()]
+    lines += ["", "## Metrics", "", "| metric | value | stderr | 95% interval (bootstrap over tasks) |",
+              "|---|---|---|---|"]
+    unc = s.get("uncertainty", {})
+    for k, v in s["metrics"].items():
+        u = unc.get(k) or {}
+        ci = u.get("ci95")
+        lines.append(f"| {k} | {_fmt(v)} | {_fmt(u['stderr']) if u.get('stderr') is not None else '-'} | "
+                     f"{f'{_fmt(ci[0])} - {_fmt(ci[1])}' if ci else '-'} |")
     for k, why in s.get("skipped_metrics", {}).items():
-        lines.append(f"| {k} | not computed: {why} |")
+        lines.append(f"| {k} | not computed: {why} | | |")
     lines += ["", "## Sample status", "", "| status | samples |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in sorted(s.get("status_counts", {}).items())]
     for key, groups in s.get("breakdown", {}).items():
@@ -90,13 +96,15 @@ def plot_breakdown(summary: dict, path: Path) -> bool:
 
 
 def write_outputs(scored, out_dir: str | Path) -> Path:
-    """results.jsonl, summary.json and report.md (and breakdown.png) in ``out_dir``; returns it."""
+    """results.jsonl, summary.json, per_task.json and report.md (and breakdown.png) in ``out_dir``; returns it."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with open(out / "results.jsonl", "w", encoding="utf-8") as fh:
         for r in scored.results:
             fh.write(json.dumps(r.to_row(), ensure_ascii=False) + "\n")
     (out / "summary.json").write_text(json.dumps(scored.summary, indent=2, ensure_ascii=False) + "\n")
+    if getattr(scored, "per_task", None):  # each metric's per-task values: `eval compare` pairs runs on them
+        (out / "per_task.json").write_text(json.dumps(scored.per_task, ensure_ascii=False) + "\n")
     plot = "breakdown.png" if plot_breakdown(scored.summary, out / "breakdown.png") else None
     (out / "report.md").write_text(render_report(scored.summary, plot))
     return out

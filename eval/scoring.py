@@ -20,7 +20,7 @@ import logging
 import os
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -62,6 +62,7 @@ class Scored:
 
     results: list[SampleResult]
     summary: dict
+    per_task: dict = field(default_factory=dict)  # metric -> task id -> value (per_task.json)
 
 
 def read_samples(path: str | Path) -> list[dict]:
@@ -155,36 +156,48 @@ def _grade(bench, tasks_by_id, samples, grader, grader_mode, progress) -> tuple[
                                  "currency": grader.currency}}, grader
 
 
-def _metrics(per_task: dict[str, list[SampleResult]], ks: Sequence[int], grader) -> tuple[dict, dict]:
+def _metrics(per_task: dict[str, list[SampleResult]], ks: Sequence[int], grader) -> tuple[dict, dict, dict]:
     """THE aggregation: pass@k for each k (and accuracy, maj@k, rm@k for math) over tasks with samples;
-    metrics that cannot be computed are returned with why."""
+    metrics that cannot be computed are returned with why, and each metric's per-task values
+    (metric -> task -> value; the metric is their mean) for standard errors and run comparison."""
+    from domainspec.eval.passk import pass_at_k
+
     metrics: dict[str, float] = {}
     skipped: dict[str, str] = {}
-    counts = [(len(rs), sum(r.passed for r in rs)) for rs in per_task.values()]
+    values: dict[str, dict[str, float]] = {}
+    counts = {tid: (len(rs), sum(r.passed for r in rs)) for tid, rs in per_task.items()}
     if not counts:
-        return metrics, {"all": "no samples"}
-    n_min = min(n for n, _ in counts)
+        return metrics, {"all": "no samples"}, values
+    n_min = min(n for n, _ in counts.values())
     for k in sorted(set(ks)):
-        value = mean_pass_at_k(counts, k)
+        value = mean_pass_at_k(list(counts.values()), k)
         if value is None:
             skipped[f"pass@{k}"] = f"needs >= {k} samples per task; the fewest is {n_min}"
         else:
             metrics[f"pass@{k}"] = value
+            values[f"pass@{k}"] = {tid: pass_at_k(n, c, k) for tid, (n, c) in counts.items()}
     if grader is not None:
         # the grader owns the convention: strict = mean over all samples, qwen-compat = first sample
         metrics["accuracy"] = grader.accuracy([[r.passed for r in rs] for rs in per_task.values()])
+        values["accuracy"] = {tid: grader.accuracy([[r.passed for r in rs]]) for tid, rs in per_task.items()}
         vote_ks = sorted({k for k in ks if 1 < k <= n_min} | ({n_min} if n_min > 1 else set()))
         for k in vote_ks:
-            hits = [majority_correct([r.extracted for r in rs], [r.passed for r in rs], k,
-                                     vote=grader.majority_vote, equivalent=grader.equiv)
-                    for rs in per_task.values()]
-            metrics[f"maj@{k}"] = sum(hits) / len(hits)
+            hits = {tid: float(majority_correct([r.extracted for r in rs], [r.passed for r in rs], k,
+                                                vote=grader.majority_vote, equivalent=grader.equiv))
+                    for tid, rs in per_task.items()}
+            metrics[f"maj@{k}"] = sum(hits.values()) / len(hits)
+            values[f"maj@{k}"] = hits
         if all(isinstance(r.score, (int, float)) for rs in per_task.values() for r in rs):
             for k in sorted({k for k in ks if k <= n_min} | {n_min}):
-                hits = [reward_best_correct([r.score for r in rs], [r.passed for r in rs], k)
-                        for rs in per_task.values()]
-                metrics[f"rm@{k}"] = sum(hits) / len(hits)
-    return metrics, skipped
+                hits = {tid: float(reward_best_correct([r.score for r in rs], [r.passed for r in rs], k))
+                        for tid, rs in per_task.items()}
+                metrics[f"rm@{k}"] = sum(hits.values()) / len(hits)
+                values[f"rm@{k}"] = hits
+    n_max = max(n for n, _ in counts.values())
+    if n_min == n_max > 1:  # avg@n: the mean correctness of all n samples, the same for every task
+        values[f"avg@{n_min}"] = {tid: c / n for tid, (n, c) in counts.items()}
+        metrics[f"avg@{n_min}"] = sum(values[f"avg@{n_min}"].values()) / len(counts)
+    return metrics, skipped, values
 
 
 def _breakdown(bench, tasks_by_id, per_task) -> dict:
@@ -239,7 +252,7 @@ def score_samples(benchmark, tasks: Sequence[Task], samples: Sequence[dict], ks:
         results.append(r)
         per_task[r.task_id].append(r)
     with_samples = {tid: rs for tid, rs in per_task.items() if rs}
-    metrics, skipped = _metrics(with_samples, ks, used_grader)
+    metrics, skipped, per_task_values = _metrics(with_samples, ks, used_grader)
     for name, why in skipped.items():
         log.warning("%s: %s not computed: %s", bench.name, name, why)
     missing = len(per_task) - len(with_samples)
@@ -262,7 +275,10 @@ def score_samples(benchmark, tasks: Sequence[Task], samples: Sequence[dict], ks:
         "breakdown": _breakdown(bench, tasks_by_id, with_samples),
         "duration_s": round(time.perf_counter() - start, 3),
     }
-    return Scored(results=results, summary=summary)
+    from domainspec.eval.uncertainty import uncertainty
+
+    summary["uncertainty"] = uncertainty({m: list(v.values()) for m, v in per_task_values.items()})
+    return Scored(results=results, summary=summary, per_task=per_task_values)
 
 
 def score(benchmark_name: str, samples_path: str | Path, out_dir: str | Path, data_path: str | None = None,

@@ -6,6 +6,7 @@ Usage::
     model, tok = load_model_and_tokenizer(ModelConfig(name_or_path="/models/qwen2.5-7b",
                                                       rope_scaling={"type": "yarn", "factor": 2.0}),
                                           for_training=True)
+    tok = load_tokenizer(ModelConfig(name_or_path="tiny"))   # the tokenizer alone, no weights
 
 Picks the attention kernel (flash_attention_2 when flash-attn and CUDA are both
 present, else PyTorch sdpa) and dtype (bf16 on CUDA GPUs that support it, fp32
@@ -277,6 +278,26 @@ def _drop_gguf_quantizer(model) -> None:
         model.is_quantized = False
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
+
+
+def load_tokenizer(cfg: ModelConfig | None = None):
+    """The tokenizer of ``cfg`` alone (no weights): the same sources as :func:`load_model_and_tokenizer`,
+    for backends whose model runs elsewhere (``openai``: the prompts are rendered and counted here)."""
+    from transformers import AutoTokenizer
+
+    cfg = cfg or ModelConfig()
+    source, gguf = _resolve_source(cfg)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=cfg.trust_remote_code,
+                                                  **({"gguf_file": gguf} if gguf else {}))
+    except (OSError, ValueError) as e:
+        if isinstance(e, ConfigError):
+            raise
+        raise ConfigError(f"model.name_or_path: cannot load the tokenizer of {cfg.name_or_path!r}"
+                          f"{f' (gguf_file {gguf})' if gguf else ''}: {e}") from e
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def load_model_and_tokenizer(cfg: ModelConfig | None = None, for_training: bool = False,
