@@ -64,11 +64,13 @@ def transformers_server(model_path: str, start_timeout_s: float = 120.0):
 Reply = Callable[[dict, int], tuple[int, dict]]  # (request body, 0-based request number) -> (status, JSON)
 
 
-def completion(text: str, finish_reason: str = "stop", tokens: int = 3) -> dict:
-    """A /v1/completions answer holding one choice."""
-    return {"id": "cmpl-test", "object": "text_completion", "created": 0, "model": "scripted",
-            "choices": [{"index": 0, "text": text, "finish_reason": finish_reason, "logprobs": None}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": tokens, "total_tokens": 1 + tokens}}
+def completion(text: str, finish_reason: str = "stop", tokens: int | None = 3) -> dict:
+    """A /v1/completions answer holding one choice (``tokens`` None: without usage, as some servers)."""
+    answer = {"id": "cmpl-test", "object": "text_completion", "created": 0, "model": "scripted",
+              "choices": [{"index": 0, "text": text, "finish_reason": finish_reason, "logprobs": None}]}
+    if tokens is not None:
+        answer["usage"] = {"prompt_tokens": 1, "completion_tokens": tokens, "total_tokens": 1 + tokens}
+    return answer
 
 
 class ScriptedServer:

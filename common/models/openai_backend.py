@@ -26,9 +26,12 @@ Transport: up to ``max_concurrency`` requests in flight per server (a thread poo
 server with the fewest requests in flight. The ``openai`` client retries 408/409/429/5xx answers,
 connection errors and timeouts with exponential backoff (0.5 s doubling up to 8 s, jittered; a
 ``Retry-After`` header is honoured) up to ``max_retries`` times, on the same server; each attempt is
-limited to ``timeout_s``. Construction asks every server's ``/models`` first, so a server that is down
-or serves another model fails before any sample is written. Not done here: streaming, the chat
-endpoint, moving a failed request to another server of the fleet.
+limited to ``timeout_s``. Construction asks every server's ``/models`` first (one retry, at most 30 s),
+so a server that is down or serves another model fails before any sample is written.
+
+Not done here: streaming, the chat endpoint, moving a failed request to another server of the fleet,
+keeping a server from adding its BOS token to a prompt whose text already starts with it (``HFBackend``
+does; Qwen has no BOS).
 """
 from __future__ import annotations
 
@@ -39,6 +42,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from domainspec.common.config import ConfigError
@@ -60,14 +64,15 @@ class ServerRequestError(RuntimeError):
 
 class _Server:
     def __init__(self, url: str, config: ServerConfig):
-        from openai import OpenAI
+        from openai import Omit, OpenAI
 
         key = os.environ.get(config.api_key_env)
         self.url = url.rstrip("/")
-        # The client refuses to start without a key; a key provider that returns "" sends no
-        # Authorization header at all (ServerConfig.api_key_env: "unset: no key is sent").
-        self.client = OpenAI(base_url=self.url, api_key=key or (lambda: ""), timeout=config.timeout_s,
+        # The client refuses to start without a key: without one it gets a placeholder, and every request
+        # omits the Authorization header (ServerConfig.api_key_env: "unset: no key is sent").
+        self.client = OpenAI(base_url=self.url, api_key=key or "unset", timeout=config.timeout_s,
                              max_retries=config.max_retries)
+        self.headers = {} if key else {"Authorization": Omit()}
         self.in_flight = 0
 
 
@@ -93,6 +98,23 @@ class _Fleet:
             with self._free:
                 server.in_flight -= 1
                 self._free.notify()
+
+
+@dataclass
+class _Answer:
+    """One sample as a server answered it."""
+    text: str  # cut before the first stop string
+    finish_reason: str
+    tokens: int | None  # generated tokens as the server counted them (None: it did not say)
+    retries: int
+    server_text: str
+    logprobs: dict | None = None
+
+
+def _retryable(error: Exception) -> bool:
+    """What the openai client retries: 408/409/429/5xx answers, connection errors and timeouts."""
+    status = getattr(error, "status_code", None)
+    return status is None or status in (408, 409, 429) or status >= 500
 
 
 def _describe(error: Exception) -> str:
@@ -123,6 +145,9 @@ class OpenAIBackend:
         if not self.served_model:
             raise ConfigError("sampling.server.model: backend 'openai' needs the name of the served model")
         self.fleet = _Fleet([_Server(url, server) for url in server.base_urls], server.max_concurrency)
+        for name in ("httpx", "httpx2"):  # the HTTP layer logs every request at INFO: thousands of lines a run
+            if logging.getLogger(name).level == logging.NOTSET:
+                logging.getLogger(name).setLevel(logging.WARNING)
         self.last_stats: dict = {}
         self.last_logprobs: list[list[dict | None]] | None = None
         self._check_servers()
@@ -145,7 +170,7 @@ class OpenAIBackend:
         probe = server.client.with_options(max_retries=min(1, self.config.max_retries),
                                            timeout=min(PROBE_TIMEOUT_S, self.config.timeout_s))
         try:
-            served = [m.id for m in probe.models.list().data]
+            served = [m.id for m in probe.models.list(extra_headers=server.headers).data]
         except APIConnectionError as e:
             return f"{server.url}: not reachable, {_describe(e)}; is the server running?"
         except APIStatusError as e:
@@ -199,16 +224,19 @@ class OpenAIBackend:
                 for fut in sorted(done, key=lambda f: futures[f]):  # the caller sees prompts in order where it can
                     i, k = futures[fut]
                     try:
-                        text, reason, tokens, retries, choice_logprobs = fut.result()
+                        answer: _Answer = fut.result()
                     except ServerRequestError as e:
                         raise ServerRequestError(f"prompt {i} (sample {starts[i] + k}): {e}") from e.__cause__
                     copies = range(params.n) if greedy else [k]
                     for c in copies:
-                        results[i][c] = text
+                        results[i][c] = answer.text
                         if self.last_logprobs is not None:
-                            self.last_logprobs[i][c] = choice_logprobs
-                    finish[reason] += 1
-                    totals.update(tokens=tokens, retries=retries)
+                            self.last_logprobs[i][c] = answer.logprobs
+                    finish[answer.finish_reason] += 1
+                    # counted here, not in the request threads: a tokenizer is not to be shared across threads
+                    tokens = answer.tokens if answer.tokens is not None else \
+                        len(self.tokenizer(answer.server_text, add_special_tokens=False)["input_ids"])
+                    totals.update(tokens=tokens, retries=answer.retries)
                     remaining[i] -= 1
                     bar.update(len(copies))
                     if remaining[i] == 0 and on_done is not None:
@@ -230,9 +258,8 @@ class OpenAIBackend:
 
     # ------------------------------------------------------------ one request
 
-    def _complete(self, prompt: str, params: SamplingConfig, seed: int,
-                  logprobs: int | None) -> tuple[str, str, int, int, dict | None]:
-        """(text cut at the first stop string, finish reason, generated tokens, retries, logprobs) of one sample."""
+    def _complete(self, prompt: str, params: SamplingConfig, seed: int, logprobs: int | None) -> _Answer:
+        """One sample of ``prompt``, from the least busy server (runs in a request thread)."""
         from openai import OpenAIError
 
         request = dict(model=self.served_model, prompt=prompt, n=1, max_tokens=params.max_new_tokens,
@@ -243,17 +270,18 @@ class OpenAIBackend:
             request["logprobs"] = logprobs
         with self.fleet.slot() as server:
             try:
-                raw = server.client.completions.with_raw_response.create(**request)
+                raw = server.client.completions.with_raw_response.create(**request, extra_headers=server.headers)
                 completion = raw.parse()
             except OpenAIError as e:
-                raise ServerRequestError(f"{server.url}: completions request failed after up to "
-                                         f"{self.config.max_retries} retries: {_describe(e)}") from e
+                tries = f"after {self.config.max_retries} retries" if _retryable(e) else "not retried"
+                raise ServerRequestError(f"{server.url}: completions request failed ({tries}): "
+                                         f"{_describe(e)}") from e
         if not completion.choices:
             raise ServerRequestError(f"{server.url}: a completions answer without choices")
         choice = completion.choices[0]
         text, stopped = trim_at_stop(choice.text, params.stop) if params.stop else (choice.text, False)
         usage = completion.usage
-        tokens = usage.completion_tokens if usage is not None else len(self.tokenizer(choice.text)["input_ids"])
-        reason = "stop" if stopped else (choice.finish_reason or "unknown")
-        kept = choice.logprobs.model_dump() if logprobs and choice.logprobs is not None else None
-        return text, reason, tokens, raw.retries_taken, kept
+        return _Answer(text=text, finish_reason="stop" if stopped else (choice.finish_reason or "unknown"),
+                       tokens=usage.completion_tokens if usage is not None else None,
+                       retries=getattr(raw, "retries_taken", 0), server_text=choice.text,
+                       logprobs=choice.logprobs.model_dump() if logprobs and choice.logprobs is not None else None)
