@@ -16,6 +16,12 @@ done. Run it again with the same settings and it generates only the samples not
 yet in the file (a crash loses at most the batch in flight); with different
 settings (``gen_hash`` differs) it refuses instead of mixing two runs. Prompts and
 stop sequences come from the benchmark object; this module does not score.
+
+Under a launcher (torchrun, deepspeed, SLURM: RANK / WORLD_SIZE set) the tasks are split across the
+ranks (task i to rank i % world); each rank writes its own resumable shard beside the file
+(``samples.rank1-of-2.jsonl``) and rank 0 merges them into one file, the same bytes one process
+writes (a sample is seeded by its prompt and index, not by the process that draws it). Multi-node
+runs need the output folder on a filesystem every node sees.
 """
 from __future__ import annotations
 
@@ -30,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from domainspec.common.artifacts import DataFileError, content_hash, iter_jsonl, read_jsonl_rows, write_jsonl
+from domainspec.common.artifacts import content_hash, iter_jsonl, read_jsonl_rows, write_jsonl
 from domainspec.common.models.sampling import SamplingConfig
 from domainspec.eval.benchmarks.base import Task
 from domainspec.eval.datafiles import EvalDataError
@@ -140,6 +146,49 @@ def prompted_completer(backend, bench, style: str, render: Callable[[Task], str 
     return complete
 
 
+# ---------------------------------------------------------------- data-parallel sampling
+
+# how long a rank waits for shards (rank 0) or the merged file (the others) that stopped growing
+SHARD_WAIT_S = 1800.0
+_POLL_S = 0.5
+
+
+def _process_group():
+    """``torch.distributed`` when a process group is up; never imports torch itself."""
+    dist = sys.modules.get("torch.distributed")
+    return dist if dist is not None and dist.is_available() and dist.is_initialized() else None
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One process's part of a data-parallel sampling run: task i belongs to rank ``i % world``."""
+
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def from_env(cls) -> "Shard":
+        """The torch.distributed process group's rank, else RANK / WORLD_SIZE as torchrun, deepspeed and
+        ``srun torchrun`` set them; one process when neither is there."""
+        if (dist := _process_group()) is not None:
+            return cls(dist.get_rank(), dist.get_world_size())
+        rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
+        if rank is None and world is None:
+            return cls()
+        try:
+            shard = cls(int(rank or 0), int(world or 1))
+        except ValueError:
+            raise ValueError(f"RANK={rank!r} WORLD_SIZE={world!r}: expected integers (the launcher sets them)"
+                             ) from None
+        if not 0 <= shard.rank < shard.world:
+            raise ValueError(f"RANK={rank!r} WORLD_SIZE={world!r}: the rank must be in [0, WORLD_SIZE)")
+        return shard
+
+    def path(self, out: Path) -> Path:
+        """This rank's shard of the samples file ``out``: ``samples.rank1-of-4.jsonl`` beside ``samples.jsonl``."""
+        return out.with_name(f"{out.stem}.rank{self.rank}-of-{self.world}{out.suffix}")
+
+
 def generate_samples(tasks: Sequence[Task], complete: Completer, sampling: SamplingConfig, out: str | Path,
                      meta: dict, resume: bool = True, *, shard: Shard | None = None,
                      wait_s: float = SHARD_WAIT_S) -> list[dict]:
@@ -214,50 +263,9 @@ def _append_missing(tasks: Sequence[Task], complete: Completer, sampling: Sampli
                 raise ValueError(f"the completer returned nothing for {len(missing)} task(s): {missing[:5]}")
 
 
-# ---------------------------------------------------------------- data-parallel sampling
-
-# how long a rank waits for shards (rank 0) or the merged file (the others) that stopped growing
-SHARD_WAIT_S = 1800.0
-_POLL_S = 0.5
-
-
-def _process_group():
-    """``torch.distributed`` when a process group is up; never imports torch itself."""
-    dist = sys.modules.get("torch.distributed")
-    return dist if dist is not None and dist.is_available() and dist.is_initialized() else None
-
-
-@dataclass(frozen=True)
-class Shard:
-    """One process's part of a data-parallel sampling run: task i belongs to rank ``i % world``."""
-
-    rank: int = 0
-    world: int = 1
-
-    @classmethod
-    def from_env(cls) -> "Shard":
-        """The torch.distributed process group's rank, else RANK / WORLD_SIZE as torchrun, deepspeed and
-        ``srun torchrun`` set them; one process when neither is there."""
-        if (dist := _process_group()) is not None:
-            return cls(dist.get_rank(), dist.get_world_size())
-        rank, world = os.environ.get("RANK"), os.environ.get("WORLD_SIZE")
-        if rank is None and world is None:
-            return cls()
-        try:
-            shard = cls(int(rank or 0), int(world or 1))
-        except ValueError:
-            raise ValueError(f"RANK={rank!r} WORLD_SIZE={world!r}: expected integers (the launcher sets them)") from None
-        if not 0 <= shard.rank < shard.world:
-            raise ValueError(f"RANK={rank!r} WORLD_SIZE={world!r}: the rank must be in [0, WORLD_SIZE)")
-        return shard
-
-    def path(self, out: Path) -> Path:
-        """This rank's shard of the samples file ``out``: ``samples.rank1-of-4.jsonl`` beside ``samples.jsonl``."""
-        return out.with_name(f"{out.stem}.rank{self.rank}-of-{self.world}{out.suffix}")
-
-
 def _generate_sharded(tasks: Sequence[Task], complete: Completer, sampling: SamplingConfig, out: Path, meta: dict,
                       gen_hash: str, resume: bool, shard: Shard, wait_s: float) -> list[dict]:
+    """:func:`generate_samples` as one of ``shard.world`` ranks: sample this rank's tasks, then merge or wait."""
     mine = shard.path(out)
     shards = [Shard(r, shard.world).path(out) for r in range(shard.world)]
     if not resume:
@@ -316,7 +324,7 @@ def _merged_rows(out: Path, gen_hash: str, tasks: Sequence[Task], n: int) -> tup
     """(the merged rows of ``tasks``, None) once rank 0 has merged the shards into ``out``; else (None, why)."""
     try:
         rows = _read_samples(out, gen_hash, repair=False)
-    except (EvalDataError, DataFileError) as e:  # rank 0 has not replaced a file of an earlier run yet
+    except EvalDataError as e:  # rank 0 has not replaced a file of an earlier run yet
         return None, f"rank 0 has not merged the shards into {out} ({e})"
     if (k := _num_missing(tasks, n, _done(rows))) > 0:
         return None, f"rank 0 has not merged the shards into {out} ({k} samples missing)"

@@ -4,6 +4,10 @@ The one generate -> score path (:func:`domainspec.eval.evaluate.evaluate_tasks`)
 benchmark's own prompts, with one typed config; ``generate`` stops after the samples. A stage whose benchmark needs a data file
 that was not given (MBPP, GSM8K, MATH) records ``skipped`` instead of failing, so
 real-benchmark evaluation turns on by giving ``data`` (a local path or hub name).
+
+Both take a ``launcher:`` in pipelines.yaml as training stages do (``{kind: torchrun, nproc_per_node: 8}``):
+every rank loads the model and samples its share of the tasks (:func:`domainspec.eval.generate.generate_samples`),
+rank 0 merges the shards into ``samples.jsonl`` and, in ``eval``, alone scores them.
 """
 from __future__ import annotations
 
@@ -75,10 +79,15 @@ def run_generate_stage(cfg: EvalStageConfig, ctx: StageContext) -> dict:
 def run_eval_stage(cfg: EvalStageConfig, ctx: StageContext) -> dict:
     """Generate, then score, through the one generate -> score path (samples resume after a kill)."""
     from domainspec.eval.evaluate import evaluate_tasks
+    from domainspec.eval.generate import Shard, generate_for_benchmark
 
     if (skipped := _no_data(cfg, ctx.out_dir)) is not None:
         return skipped
     run = _benchmark_run(cfg)
+    if (shard := Shard.from_env()).world > 1:  # sample data-parallel; rank 0 then scores the merged file alone
+        generate_for_benchmark(run, ctx.out_dir / "samples.jsonl")
+        if shard.rank != 0:
+            return {}
     summary = evaluate_tasks(run.bench, run.tasks, run.complete, run.sampling, ctx.out_dir, run.meta, resume=True,
                              ks=cfg.ks, grader_mode=cfg.grader, sandbox_config=cfg.sandbox, data_path=cfg.data,
                              split=cfg.split, limit=cfg.limit, progress=True).summary
@@ -87,7 +96,8 @@ def run_eval_stage(cfg: EvalStageConfig, ctx: StageContext) -> dict:
 
 
 GENERATE_STAGE = StageType("generate", EvalStageConfig, run_generate_stage, outputs={"samples": "samples.jsonl"},
+                           distributed=True,
                            description="generate samples for a benchmark (scoring settings are ignored)")
 EVAL_STAGE = StageType("eval", EvalStageConfig, run_eval_stage,
-                       outputs={"samples": "samples.jsonl", "summary": "summary.json"},
+                       outputs={"samples": "samples.jsonl", "summary": "summary.json"}, distributed=True,
                        description="generate samples for a benchmark and score them")

@@ -193,8 +193,14 @@ def run_round(k: int, cfg: MathLoopConfig, out: Path, sets: dict, prev: dict, sa
         graded = read_jsonl_rows(samples_path)
     else:
         scfg = cfg.rejection_sampling.for_round(k)
+        # responses.jsonl: a killed round resumes its sampling row by row (and runs data-parallel under a
+        # launcher); responses of other settings (a changed config) are dropped, not mixed in
+        responses = rdir / "responses.jsonl"
+        if not markers.may_resume(rdir, _key(cfg, k, "samples"), "samples"):
+            responses.unlink(missing_ok=True)
+        markers.mark_running(rdir, _key(cfg, k, "samples"), "samples")
         rows = sample_responses(_backend(policy, scfg.sampling), sets[f"round_{k}"], scfg, sandbox, cfg.tir,
-                                progress=True)
+                                progress=True, out=responses)
         graded = grade_rows(rows, MathGrader(cfg.rejection_sampling.grader_mode),
                             cfg.rejection_sampling.majority_min_share)
         write_jsonl(graded, samples_path.with_suffix(".tmp"))

@@ -88,12 +88,29 @@ def read_problems(path: str | Path, limit: int | None = None) -> list[dict]:
 
 
 def sample_responses(backend: Any, problems: Sequence[dict], cfg: RejectionSamplingConfig,
-                     sandbox: Any = None, tir_config: Any = None, progress: bool = False) -> list[dict]:
-    """``{"id", "question", "answer", "responses": [n texts]}`` per problem."""
-    from domainspec.math.tir import infer
-    outs = infer(backend, [p["question"] for p in problems], cfg.mode, cfg.sampling, sandbox=sandbox,
-                 config=tir_config, progress=progress)
-    return [{**p, "responses": list(o)} for p, o in zip(problems, outs)]
+                     sandbox: Any = None, tir_config: Any = None, progress: bool = False,
+                     out: str | Path | None = None) -> list[dict]:
+    """``{"id", "question", "answer", "responses": [n texts]}`` per problem, through the one generate path
+    (``eval.generate.generate_samples``). ``out``: the samples JSONL to keep them in, resumable and, under a
+    launcher, sampled data-parallel (every rank then returns all rows); without it a temporary file, one process."""
+    import tempfile
+
+    from domainspec.common.artifacts import content_hash
+    from domainspec.eval.benchmarks.base import Task
+    from domainspec.eval.generate import Shard, generate_samples
+    from domainspec.math.tir import completer
+    # a problem's position is its task id (ids in a problems file need not be unique); the hash of the
+    # questions keeps a resumed file from mixing in the responses of another problem list
+    tasks = [Task(str(i), p["question"]) for i, p in enumerate(problems)]
+    meta = {"mode": cfg.mode, "problems": content_hash([p["question"] for p in problems])}
+    complete = completer(backend, cfg.mode, sandbox, tir_config, progress)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = generate_samples(tasks, complete, cfg.sampling, out or Path(tmp) / "responses.jsonl", meta,
+                                shard=None if out else Shard())
+    responses: list[list[str]] = [[] for _ in problems]
+    for row in rows:  # task order, then sample order
+        responses[int(row["task_id"])].append(row["completion"])
+    return [{**p, "responses": r} for p, r in zip(problems, responses)]
 
 
 def grade_rows(rows: Sequence[dict], grader: Any, majority_min_share: float = 0.5) -> list[dict]:

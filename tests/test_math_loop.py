@@ -53,7 +53,7 @@ class Solver(ChatTemplate):
 
 @pytest.fixture
 def solver(monkeypatch, tmp_path):
-    def backend(path):
+    def backend(path, sampling=None):
         answers = {}
         for f in (tmp_path / "run" / "data").glob("*.jsonl"):
             for line in f.read_text().splitlines():

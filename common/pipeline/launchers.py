@@ -1,7 +1,8 @@
-"""How a training stage is started: in-process, under deepspeed/torchrun, or as a SLURM job.
+"""How a training or sampling stage is started: in-process, under deepspeed/torchrun, or as a SLURM job.
 
-Only training stages (``StageType.distributed``) use a launcher; generation and
-scoring parallelize across processes themselves. The distributed launchers run
+Only stages with ``StageType.distributed`` use a launcher: training (cpt, sft) and the
+data-parallel sampling of ``generate``/``eval`` (each rank samples a share of the tasks, rank 0
+merges and scores); code execution parallelizes across processes itself. The distributed launchers run
 ``python -m domainspec.common.pipeline.stage_exec --spec <stage_dir>/stage_spec.json`` on
 every rank; rank 0 writes ``stage_result.json`` which the runner reads back.
 """

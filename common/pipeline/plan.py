@@ -12,7 +12,7 @@ File format::
           sft:
             type: coder_sft
             config: {model: {name_or_path: "${cpt.model}"}}   # output `model` of stage `cpt`
-            launcher: {kind: deepspeed, nproc_per_node: 8}    # training stages only
+            launcher: {kind: deepspeed, nproc_per_node: 8}    # training and sampling stages
 
 A ``${stage.output}`` reference makes the stage depend on that stage and is
 replaced by the output's path; ``needs: [stage]`` adds an ordering-only
@@ -336,7 +336,8 @@ def _build_stages(pname: str, order: list[str], raw: dict[str, dict], types: dic
             continue
         if launcher.kind != "local" and not st.distributed:
             errors.append(f"{stage_lines[sname].where(('launcher',))}: pipelines.{pname}.stages.{sname}.launcher: "
-                          f"stage type {st.name!r} is not a training stage; only training stages take a launcher")
+                          f"stage type {st.name!r} is not a training stage or a sampling stage (generate, eval); "
+                          f"only those take a launcher")
             continue
         ext = external_inputs(cfg.to_dict(), wd)
         ps = PlannedStage(pname, sname, st, cfg, launcher, deps[sname], wd / pname / sname, external_inputs=ext)

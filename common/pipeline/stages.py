@@ -99,7 +99,8 @@ class StageType:
     run: Callable[[Any, StageContext], "StageResult | Mapping[str, Any]"]
     # output name -> path relative to the stage folder, e.g. {"model": "final"}
     outputs: Mapping[str, str]
-    # training stages may be launched with deepspeed/torchrun/slurm; others always run locally
+    # training stages and data-parallel sampling stages (generate, eval) may be launched with
+    # deepspeed/torchrun/slurm, every rank running ``run``; others always run locally
     distributed: bool = False
     description: str = ""
 
