@@ -104,6 +104,9 @@ def reference(data, tmp_path_factory) -> tuple[object, bytes]:
 def _one_process(monkeypatch):
     for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
         monkeypatch.delenv(k, raising=False)
+    # a process group another test left initialized in this pytest process (world size 1) would
+    # outrank the RANK/WORLD_SIZE these tests set
+    monkeypatch.setattr("domainspec.eval.generate._process_group", lambda: None)
 
 
 def test_killed_rank_resumes_and_the_merge_is_byte_identical(data, reference, tmp_path, monkeypatch):
