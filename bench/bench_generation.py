@@ -1,6 +1,6 @@
 """Generation throughput: `hf` (prompt once), `hf-cb` and `openai` vs a plain transformers `generate` loop.
 
-    python bench/bench_generation.py [--model tiny] [--shapes math,mbpp] [--rounds 1]
+    python bench/bench_generation.py [--model tiny] [--shapes math,mbpp] [--rounds 1] [--threads 1]
         [--backends hf,hf-cb,plain,plain-1] [--server-url http://127.0.0.1:8000/v1] [--prompts 32]
 
 Two workload shapes, the same prompts and settings for every engine in one run:
@@ -10,14 +10,16 @@ Two workload shapes, the same prompts and settings for every engine in one run:
 - ``mbpp``: MBPP's 3-shot base prompt (``eval/benchmarks/mbpp.py``, ~600+ tokens), n=10, 128 new tokens,
   temperature 0.8, top-p 0.95, stop ``[DONE]``, batch 16.
 The plain loop is ``model.generate(do_sample=True, temperature, top_p, num_return_sequences=n,
-max_new_tokens, stop_strings)``: ``plain`` packs batch_size // n prompts per call (left padded, the same rows
-per forward as ``hf``), ``plain-1`` calls it once per prompt. All engines run on the same loaded model under
-the same CPU thread policy (``cpu_threads_for``). Generated tokens count each row up to its first end token.
+max_new_tokens, stop_strings)``: ``plain`` packs batch_size // n prompts per call (left padded, at most
+batch_size rows per forward as ``hf``; one prompt on ``mbpp``), ``plain-1`` calls it once per prompt. All engines
+run on the same loaded model with ``--threads`` intra-op threads (default 1: on a shared machine the thread
+policy ``cpu_threads_for`` re-decides per call from the momentary load, which made one engine's run 4x slower
+than the same loop's next run). Generated tokens count each row up to its first end token.
 With ``--rounds R`` the engines run in turn R times (A B C A B C ...) and the medians are reported; every
 engine first runs a one-prompt warm-up. Printed: seconds, samples/s and generated tokens/s per engine, and
 every ratio (each engine against each plain loop). Targets: the best engine >= 2x ``plain`` on ``math``;
-``hf`` faster than ``plain`` on ``mbpp``. ``--model`` takes what ModelConfig.name_or_path takes; ``--tiny-shape
-qwen2.5-0.5b`` builds a randomly initialised model of Qwen2.5-0.5B's shape with the tiny tokenizer. Not a test.
+``hf`` faster than ``plain`` on ``mbpp``. ``--model`` takes what ModelConfig.name_or_path takes (a folder, a
+hub name, a *.gguf file). Not a test.
 """
 from __future__ import annotations
 
@@ -31,9 +33,6 @@ SHAPES = {
     "math": dict(n=8, max_new_tokens=100, temperature=0.7, top_p=1.0, batch_size=16, stop=[]),
     "mbpp": dict(n=10, max_new_tokens=128, temperature=0.8, top_p=0.95, batch_size=16, stop=["[DONE]"]),
 }
-# Qwen2.5-0.5B's shape (its config.json), for --tiny-shape
-QWEN05B = dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14,
-               num_key_value_heads=2)
 
 
 def shape_prompts(shape: str, backend, count: int, data_dir: Path) -> list[str]:
@@ -45,15 +44,6 @@ def shape_prompts(shape: str, backend, count: int, data_dir: Path) -> list[str]:
     from domainspec.eval.benchmarks.mbpp import MBPP
 
     return [MBPP.prompt(t, "base") for t in MBPP.load(str(data_dir / "mbpp" / "mbpp.jsonl"), limit=count)]
-
-
-def load(args):
-    from domainspec.common.models.loading import ModelConfig, TinySpec, load_model_and_tokenizer
-
-    cfg = ModelConfig(name_or_path=args.model)
-    if args.tiny_shape == "qwen2.5-0.5b":
-        cfg = ModelConfig(name_or_path="tiny", tiny=TinySpec(**QWEN05B))
-    return load_model_and_tokenizer(cfg)
 
 
 class PlainLoop:
@@ -148,7 +138,6 @@ def main() -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="tiny", help="ModelConfig.name_or_path (default: the tiny model)")
-    ap.add_argument("--tiny-shape", choices=["qwen2.5-0.5b"], help="a random model of this shape instead")
     ap.add_argument("--shapes", default="math,mbpp")
     ap.add_argument("--backends", default="hf,hf-cb,plain,plain-1")
     ap.add_argument("--server-url", help="also time backend 'openai' against this OpenAI-compatible server")
@@ -156,9 +145,16 @@ def main() -> int:
     ap.add_argument("--mbpp-prompts", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads for every engine (a cap: "
+                                                            "cpu_threads_for only lowers it)")
     ap.add_argument("--data", default=str(default_data_dir()), help="folder holding gsm8k/ and mbpp/")
     args = ap.parse_args()
-    model, tokenizer = load(args)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from domainspec.common.models.loading import ModelConfig, load_model_and_tokenizer
+
+    model, tokenizer = load_model_and_tokenizer(ModelConfig(name_or_path=args.model))
     names = args.backends.split(",") + (["openai"] if args.server_url else [])
     engines = make_engines(names, model, tokenizer, args)
     results = {shape: run_shape(shape, engines, tokenizer, args) for shape in args.shapes.split(",")}

@@ -153,6 +153,7 @@ def test_cb_resume_on_done_and_stop_strings(cb, stop):
     assert cb.generate(PROMPTS[:3], params.replace(n=1), sample_start=[2, 2, 2]) == [c[2:] for c in full]
     assert cb.last_stats["sequences"] == 3 and cb.last_stats["generated_tokens"] > 0
     assert request_row("5") == (5, 0) and request_row("5__child#2") == (5, 3)
+    assert cb.generate([], params) == []
 
 
 def test_cb_refuses_models_it_cannot_run():

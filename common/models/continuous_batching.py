@@ -165,6 +165,8 @@ class CBBackend(HFBackend):
         return manager
 
     def _run_rows(self, rows, prompts, encoded, starts, params, done: Completions) -> int:
+        if not rows:
+            return 0
         per_prompt = 1 if params.temperature == 0 else params.n
         order = list(dict.fromkeys(i for i, _ in rows))  # longest prompts first
         seeds = {str(i) if k == 0 else f"{i}{CHILD}{k - 1}": sample_seed(params.seed, prompts[i], starts[i] + k)

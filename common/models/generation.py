@@ -149,8 +149,9 @@ class HFBackend:
             eos.append(tokenizer.eos_token_id)
         turn_ends = [t for t in end_of_turn_ids(tokenizer) if t not in eos]
         if turn_ends:
+            names = ", ".join(f"{tokenizer.convert_ids_to_tokens(t)} (id {t})" for t in turn_ends)
             log.info("generation also stops at the chat template's end-of-turn token %s (not in the model's "
-                     "generation_config)", ", ".join(f"{tokenizer.convert_ids_to_tokens(t)} (id {t})" for t in turn_ends))
+                     "generation_config)", names)
         self.eos_token_ids = eos + turn_ends
         self.last_stats: dict = {}
         accepted = inspect.signature(model.forward).parameters
