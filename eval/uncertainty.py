@@ -50,10 +50,6 @@ def uncertainty(per_task: Mapping[str, Sequence[float]]) -> dict[str, dict]:
             for name, v in per_task.items() if len(v)}
 
 
-def _paired_ci(diffs: Sequence[float]) -> list[float] | None:
-    return bootstrap_ci(diffs)
-
-
 def compare(a: dict, b: dict, per_task_a: Mapping[str, Mapping[str, float]] | None = None,
             per_task_b: Mapping[str, Mapping[str, float]] | None = None) -> list[dict]:
     """One row per metric in both summaries: a, b, the difference b - a and its 95% interval.
@@ -70,7 +66,7 @@ def compare(a: dict, b: dict, per_task_a: Mapping[str, Mapping[str, float]] | No
         if ta and tb:
             shared = sorted(set(ta) & set(tb))
             diffs = [tb[t] - ta[t] for t in shared]
-            row.update(paired_tasks=len(shared), ci95=_paired_ci(diffs) if shared else None,
+            row.update(paired_tasks=len(shared), ci95=bootstrap_ci(diffs) if shared else None,
                        same=all(d == 0 for d in diffs) and len(shared) == len(ta) == len(tb))
         else:
             sa, sb = (ua.get(name) or {}).get("stderr"), (ub.get(name) or {}).get("stderr")

@@ -149,9 +149,7 @@ def _choice_answer(text: str) -> str:
     flagged = len(parts) > 1
     if flagged:
         text = parts[-1]
-    text = text.strip("\n").rstrip(".").rstrip("/").strip(" ").lstrip(":")
-    letters = re.findall(r"\b(A|B|C|D|E)\b", text.upper()) or [text.strip().strip(".")]
-    return (letters[0] if flagged else letters[-1]).rstrip(".").rstrip("/")
+    return _choice_clean(text, first=flagged)
 
 
 # --------------------------------------------------------------------------- normalization
@@ -292,10 +290,11 @@ def qwen_numeric_equal(pred: str, ref: str) -> bool | None:
     return any(_close(p, g) for g in (r / 100, r, r * 100))
 
 
-def _choice_clean(pred: str) -> str:
+def _choice_clean(pred: str, first: bool = False) -> str:
+    """The choice letter of an answer: the last A-E standing alone (the first after an answer phrase)."""
     pred = pred.strip("\n").rstrip(".").rstrip("/").strip(" ").lstrip(":")
     letters = re.findall(r"\b(A|B|C|D|E)\b", pred.upper()) or [pred.strip().strip(".")]
-    return letters[-1].rstrip(".").rstrip("/")
+    return (letters[0] if first else letters[-1]).rstrip(".").rstrip("/")
 
 
 def qwen_cheap_equal(pred: str | None, ref: str | None) -> bool | None:
