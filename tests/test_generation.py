@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from domainspec.common.models.generation import make_backend, sample_seed, trim_at_stop  # noqa: E402
+from domainspec.common.models.generation import draw_tokens, make_backend, nucleus_probs, sample_seed, trim_at_stop  # noqa: E402,E501
 from domainspec.common.models.sampling import SamplingConfig  # noqa: E402
 from domainspec.eval.datafiles import EvalDataError  # noqa: E402
 from domainspec.eval.generate import benchmark_run, generate_for_benchmark, resolve_style  # noqa: E402
@@ -64,6 +64,22 @@ def test_n_samples_seeded_per_sample(backend):
     greedy = backend.generate(PROMPTS[:1], SamplingConfig(max_new_tokens=8, n=3))[0]
     assert len(greedy) == 3 and len(set(greedy)) == 1
     assert sample_seed(0, "p", 1) != sample_seed(0, "p", 2)
+
+
+def test_draw_tokens_follows_the_distribution_and_its_generator():
+    import torch
+
+    probs = torch.tensor([[0.5, 0.0, 0.3, 0.2], [0.0, 0.0, 0.0, 2.0]])  # unnormalized rows are fine
+    gens = [torch.Generator().manual_seed(s) for s in (1, 2)]
+    draws = [draw_tokens(probs, gens) for _ in range(4000)]
+    first = torch.bincount(torch.tensor([d[0] for d in draws]), minlength=4).float() / 4000
+    assert first[1] == 0 and all(d[1] == 3 for d in draws)  # zero mass is never drawn
+    assert torch.allclose(first, probs[0], atol=0.03)  # 4000 draws: 3 standard errors of 0.5 are 0.024
+    # a row's tokens depend on its generator only, not on the rows beside it
+    alone = [draw_tokens(probs[:1], [g]) for g in [torch.Generator().manual_seed(1)] for _ in range(50)]
+    assert alone == [[d[0]] for d in draws[:50]]
+    # top-p keeps the smallest set whose mass reaches it: 0.5 + 0.3 >= 0.7
+    assert nucleus_probs(torch.log(probs[:1]), 1.0, 0.7)[0].tolist() == pytest.approx([0.5, 0.0, 0.3, 0.0])
 
 
 def test_on_done_reports_each_prompt_once(backend):

@@ -9,7 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from domainspec.common.models.continuous_batching import CBBackend, request_row  # noqa: E402
-from domainspec.common.models.generation import HFBackend, end_of_turn_ids, make_backend, sample_seed  # noqa: E402
+from domainspec.common.models.generation import (HFBackend, end_of_turn_ids, make_backend, sample_rows,
+                                                  sample_seed)  # noqa: E402
 from domainspec.common.models.sampling import SamplingConfig  # noqa: E402
 
 PROMPTS = ["def add(a, b):\n", "import os\n" * 12 + "x = 1\n", "Question: what is 2+3?\nAnswer:",
@@ -38,12 +39,7 @@ class PerRowReference(HFBackend):
         generators = [torch.Generator().manual_seed(s) for s in seeds]
 
         def one_hot_sample(input_ids, scores):
-            probs = torch.softmax(scores.float() / params.temperature, dim=-1)
-            if params.top_p < 1.0:
-                sorted_p, idx = probs.sort(dim=-1, descending=True)
-                sorted_p[sorted_p.cumsum(-1) - sorted_p >= params.top_p] = 0.0
-                probs = torch.zeros_like(probs).scatter_(-1, idx, sorted_p)
-            picks = torch.cat([torch.multinomial(p, 1, generator=g) for p, g in zip(probs, generators)])
+            picks = torch.tensor(sample_rows(scores, generators, params.temperature, params.top_p))
             out = torch.full_like(scores, float("-inf"))
             out[torch.arange(len(picks)), picks] = 0.0
             return out

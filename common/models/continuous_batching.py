@@ -135,16 +135,20 @@ class CBBackend(HFBackend):
                  "index) generator, as in 'hf' (not CB's one run-wide RNG), so samples are deterministic and "
                  "resumable", next(model.parameters()).device)
 
-    def _cb_config(self, params: SamplingConfig, longest: int, n_requests: int) -> "ContinuousBatchingConfig":
+    def _cb_config(self, params: SamplingConfig, longest: int, n_requests: int,
+                   per_prompt: int) -> "ContinuousBatchingConfig":
         per_request = math.ceil((longest + params.max_new_tokens) / PAGE_SIZE) + 1
-        running = min(n_requests, params.batch_size)
+        # CB forks a request's samples together after its prefill; with fewer batch slots than samples
+        # (transformers 5.24, batch 3 with n=4) one forked sample drew a token on another sample's logits
+        batch = max(params.batch_size, per_prompt)
+        running = min(n_requests, batch)
         return ContinuousBatchingConfig(
             page_size=PAGE_SIZE,
             # room for the running requests and as many queued ones (waiting requests are prefilled ahead);
             # CB evicts and re-queues a request when its cache runs out, without changing its text
             num_blocks=2 * running * per_request,
             max_batch_tokens=max(512, 2 * longest),
-            max_requests_per_batch=params.batch_size,
+            max_requests_per_batch=batch,
             use_cuda_graph=False, use_async_batching=False)  # our processor runs Python between steps
 
     def _start(self, params: SamplingConfig, per_prompt: int, longest: int, n_requests: int, ends: list[int],
@@ -156,7 +160,7 @@ class CBBackend(HFBackend):
         # the picker samples and CB's argmax over its one-hot scores must not draw again
         gen_cfg.num_return_sequences = per_prompt
         manager = self.model.init_continuous_batching(
-            generation_config=gen_cfg, continuous_batching_config=self._cb_config(params, longest, n_requests),
+            generation_config=gen_cfg, continuous_batching_config=self._cb_config(params, longest, n_requests, per_prompt),
             workload_hints=WorkloadHints(max_prompt_length=longest, max_generated_length=params.max_new_tokens,
                                          num_requests=n_requests))
         manager.logit_processor = _processor_list(picker)  # before start(): the batch processor takes it there

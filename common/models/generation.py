@@ -16,10 +16,10 @@ prompt of a batch is prefilled once and its KV cache copied to its sample rows
 appended in place instead of concatenated, and finished rows leave the batch.
 A row is finished by EOS, by the chat template's end-of-turn token (added to
 the EOS ids whatever the model's generation_config says) or by a stop string.
-Sampling draws each (prompt, sample_index) from its own seeded generator, so a
-sample does not depend on batch size, batch neighbours or on resuming; the
-tokens are those the former ``model.generate`` path drew (same seeds, same
-draws; tests/test_generation_backends.py keeps that path as the reference).
+Sampling draws each (prompt, sample_index) from its own seeded generator (one
+uniform per token, :func:`draw_tokens`), so a sample does not depend on batch
+size, batch neighbours or on resuming; tests/test_generation_backends.py keeps
+a per-row ``model.generate`` path with the same draw as the reference.
 ``hf-cb`` (transformers' continuous batching) is in
 :mod:`domainspec.common.models.continuous_batching`. It does not do beam
 search or speculative decoding.
@@ -92,23 +92,40 @@ class StopCheck:
         return any(s in tail for s in self.stop)
 
 
-def sample_rows(scores, generators: Sequence, temperature: float, top_p: float) -> list[int]:
-    """One token per row of ``scores``, drawn with that row's torch.Generator (temperature, then nucleus top-p).
-
-    The draw is the exponential race argmax(p / q), q ~ Exp(1) (the Gumbel-max trick without logs), which is
-    what ``torch.multinomial(p, 1, generator=g)`` computes on CPU: the same tokens, with one division and one
-    argmax for the whole batch instead of a call (and its checks) per row.
-    """
+def nucleus_probs(scores, temperature: float, top_p: float):
+    """Row-wise sampling distribution: softmax(scores / temperature), cut to the smallest set of tokens whose
+    mass reaches ``top_p`` (not renormalized: the draw scales by each row's total)."""
     import torch
 
     probs = torch.softmax(scores.float() / temperature, dim=-1).cpu()
-    if top_p < 1.0:  # nucleus: keep the smallest set of tokens whose mass reaches top_p
+    if top_p < 1.0:
         sorted_p, idx = probs.sort(dim=-1, descending=True)
         drop = sorted_p.cumsum(-1) - sorted_p >= top_p
         sorted_p[drop] = 0.0
         probs = torch.zeros_like(probs).scatter_(-1, idx, sorted_p)
-    race = torch.stack([torch.empty_like(p).exponential_(1, generator=g) for p, g in zip(probs, generators)])
-    return (probs / race).argmax(-1).tolist()
+    return probs
+
+
+def draw_tokens(probs, generators: Sequence) -> list[int]:
+    """One token per row of ``probs`` (unnormalized, non-negative), drawn with that row's own torch.Generator.
+
+    The draw is the exponential race argmax(p / E), E = -log(U), U ~ Uniform[0, 1) per token: exact sampling
+    from p (the Gumbel-max trick), and, unlike inversion of the cumulative sum, a draw that float noise in p
+    (another batch size, another attention kernel) changes only at a near-tie of the two best ratios. U is
+    float64: float32's 24 bits quantize the winner's small E (about 1/V) coarsely enough to make such ties
+    common over a large vocabulary. Uniforms, not ``Tensor.exponential_`` (which ``torch.multinomial`` uses):
+    the same race at a quarter of the random number generator's cost, which was a quarter of a tiny model's
+    CPU decode step.
+    """
+    import torch
+
+    u = torch.stack([torch.rand(probs.shape[-1], generator=g, dtype=torch.float64) for g in generators])
+    return (probs.double() / u.log_().neg_()).argmax(-1).tolist()
+
+
+def sample_rows(scores, generators: Sequence, temperature: float, top_p: float) -> list[int]:
+    """One token per row of ``scores``, drawn with that row's torch.Generator (temperature, then nucleus top-p)."""
+    return draw_tokens(nucleus_probs(scores, temperature, top_p), generators)
 
 
 class Completions:
