@@ -22,6 +22,7 @@ Source: Qwen2.5-Math technical report (Yang et al. 2024), sec. 3 (post-training)
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from pathlib import Path
@@ -165,17 +166,37 @@ def _evaluate(cfg: MathLoopConfig, policy: str, rm_path: str | None, heldout: li
 # ---------------------------------------------------------------- the loop
 
 
+class PhaseTimes(dict):
+    """Wall seconds per phase of a round (``with times("sample"): ...``), logged and kept in round.json."""
+
+    @contextlib.contextmanager
+    def __call__(self, phase: str):
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[phase] = round(self.get(phase, 0.0) + time.perf_counter() - start, 2)
+
+    def line(self) -> str:
+        return ", ".join(f"{k} {v:.0f} s" for k, v in self.items())
+
+
+
 def run_round_zero(cfg: MathLoopConfig, out: Path, sets: dict, sandbox: Any) -> dict:
     from domainspec.math.rejection_sampling import sft_row
     from domainspec.math.sft import sft_on_conversations
     rdir = out / "round_0"
     start = time.perf_counter()
     base = base_model_path(cfg)
+    times = PhaseTimes()
     convs = [sft_row(p["question"], p["solution"], "cot")["messages"] for p in sets["seed"]]
-    policy = sft_on_conversations(base, convs, cfg.initial_sft.train, cfg.initial_sft.seq_len, rdir / "sft")
-    ev = _evaluate(cfg, str(policy), None, sets["heldout"], rdir / "eval", sandbox)
+    with times("sft"):
+        policy = sft_on_conversations(base, convs, cfg.initial_sft.train, cfg.initial_sft.seq_len, rdir / "sft")
+    with times("eval"):
+        ev = _evaluate(cfg, str(policy), None, sets["heldout"], rdir / "eval", sandbox)
+    log.info("round 0: %s", times.line())
     return {"round": 0, "policy": str(policy), "rm": None, "eval": ev, "seconds": time.perf_counter() - start,
-            "sft_examples": len(convs)}
+            "phase_seconds": dict(times), "sft_examples": len(convs)}
 
 
 def run_round(k: int, cfg: MathLoopConfig, out: Path, sets: dict, prev: dict, sandbox: Any) -> dict:
@@ -187,6 +208,7 @@ def run_round(k: int, cfg: MathLoopConfig, out: Path, sets: dict, prev: dict, sa
     rdir = out / f"round_{k}"
     rdir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
+    times = PhaseTimes()
     policy = prev["policy"]
     samples_path = rdir / "samples.jsonl"
     if markers.is_done(rdir, _key(cfg, k, "samples"), "samples").action is Action.SKIP:
@@ -199,10 +221,12 @@ def run_round(k: int, cfg: MathLoopConfig, out: Path, sets: dict, prev: dict, sa
         if not markers.may_resume(rdir, _key(cfg, k, "samples"), "samples"):
             responses.unlink(missing_ok=True)
         markers.mark_running(rdir, _key(cfg, k, "samples"), "samples")
-        rows = sample_responses(_backend(policy, scfg.sampling), sets[f"round_{k}"], scfg, sandbox, cfg.tir,
-                                progress=True, out=responses)
-        graded = grade_rows(rows, MathGrader(cfg.rejection_sampling.grader_mode),
-                            cfg.rejection_sampling.majority_min_share)
+        with times("sample"):
+            rows = sample_responses(_backend(policy, scfg.sampling), sets[f"round_{k}"], scfg, sandbox, cfg.tir,
+                                    progress=True, out=responses)
+        with times("grade"):
+            graded = grade_rows(rows, MathGrader(cfg.rejection_sampling.grader_mode),
+                                cfg.rejection_sampling.majority_min_share)
         write_jsonl(graded, samples_path.with_suffix(".tmp"))
         samples_path.with_suffix(".tmp").replace(samples_path)
         markers.write_done(rdir, _key(cfg, k, "samples"), step="samples")
@@ -214,7 +238,8 @@ def run_round(k: int, cfg: MathLoopConfig, out: Path, sets: dict, prev: dict, sa
         rm_res = read_json(rm_eval_path)
     else:
         if any(informative(g) for g in groups):
-            rm_res = train_reward_model(cfg.reward_model, groups, rdir / "rm", init_from=policy)
+            with times("rm"):
+                rm_res = train_reward_model(cfg.reward_model, groups, rdir / "rm", init_from=policy)
         else:  # every question all right or all wrong: nothing to rank; plain rejection sampling this round
             log.warning("round %d: no question has both correct and incorrect samples; no reward model this round", k)
             write_json(rm_res, rm_eval_path)
@@ -224,19 +249,24 @@ def run_round(k: int, cfg: MathLoopConfig, out: Path, sets: dict, prev: dict, sa
         rs_summary = read_json(rs_summary_path)
     else:
         rm = load_reward_model(rm_res["path"]) if rm_res.get("path") else None
-        rs_summary = rejection_sample(graded, cfg.rejection_sampling, rdir / "rs", rm=rm,
-                                      rm_max_length=cfg.reward_model.max_length,
-                                      rm_batch_size=cfg.reward_model.score_batch_size)
+        with times("select"):
+            rs_summary = rejection_sample(graded, cfg.rejection_sampling, rdir / "rs", rm=rm,
+                                          rm_max_length=cfg.reward_model.max_length,
+                                          rm_batch_size=cfg.reward_model.score_batch_size)
         markers.write_done(rdir, _key(cfg, k, "rs"), step="rs")
     convs = [r["messages"] for r in read_jsonl_rows(rdir / "rs" / "sft.jsonl")]
     if convs:
-        new_policy = str(sft_on_conversations(policy, convs, cfg.round_sft.train, cfg.round_sft.seq_len, rdir / "sft"))
+        with times("sft"):
+            new_policy = str(sft_on_conversations(policy, convs, cfg.round_sft.train, cfg.round_sft.seq_len,
+                                                  rdir / "sft"))
     else:
         log.warning("round %d: rejection sampling kept no response (sample accuracy %.3f); the policy is unchanged "
                     "(train the initial SFT longer or sample more)", k, rs_summary["sample_accuracy"])
         new_policy = policy
-    ev = _evaluate(cfg, new_policy, rm_res.get("path"), sets["heldout"], rdir / "eval", sandbox)
-    return {"round": k, "policy": new_policy, "rm": rm_res.get("path"), "eval": ev,
+    with times("eval"):
+        ev = _evaluate(cfg, new_policy, rm_res.get("path"), sets["heldout"], rdir / "eval", sandbox)
+    log.info("round %d: %s (phases already done in an earlier run are not timed)", k, times.line())
+    return {"round": k, "policy": new_policy, "rm": rm_res.get("path"), "eval": ev, "phase_seconds": dict(times),
             "rm_heldout": {x: rm_res.get(x) for x in ("pairwise_accuracy", "num_pairs", "num_groups",
                                                       "train_questions")},
             "rejection_sampling": rs_summary, "seconds": time.perf_counter() - start}

@@ -60,4 +60,9 @@ def markdown(summary: dict) -> str:
     lines += ["", "pass@1 gain over the initial SFT model: "
               + (", ".join(f"{k} {v:+.3f}" for k, v in summary["pass@1_gain_over_initial_sft"].items()) or "-"),
               f"Total time: {summary['seconds']:.0f} s", ""]
+    phases = [(r["round"], r["phase_seconds"]) for r in summary["rounds"] if r.get("phase_seconds")]
+    if phases:
+        lines += ["Time per phase (seconds; a phase finished in an earlier run is not timed):", ""]
+        lines += [f"- round {k}: " + ", ".join(f"{name} {v:.0f}" for name, v in times.items()) for k, times in phases]
+        lines.append("")
     return "\n".join(lines)

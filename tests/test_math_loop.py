@@ -104,6 +104,10 @@ def test_micro_loop_runs_and_resumes_round_by_round(solver, tmp_path, monkeypatc
     assert sum(Solver.calls) == 2 * 2 * 4
     rounds = [json.loads((out / f"round_{k}" / "round.json").read_text()) for k in range(3)]
     assert [r["round"] for r in summary["rounds"]] == [0, 1, 2]
+    assert list(rounds[0]["phase_seconds"]) == ["sft", "eval"]
+    assert list(rounds[1]["phase_seconds"]) == ["sample", "grade", "rm", "select", "sft", "eval"]
+    assert "sample" not in rounds[2]["phase_seconds"]  # resumed after its sampling: only what ran is timed
+    assert "- round 1: sample " in (out / "report.md").read_text()
     for k in (1, 2):
         rd = out / f"round_{k}"
         assert (rd / "sft" / "final" / "config.json").is_file()
