@@ -198,7 +198,8 @@ def generate_samples(tasks: Sequence[Task], complete: Completer, sampling: Sampl
     Rows are ``{"task_id", "sample_index", "completion", **meta, "gen_hash"}``, appended as soon as a task's
     samples are done; when the call ends, the rows it added stand in task order, then sample order, after the
     rows that were there before (so the file does not depend on the order in which the completer finished).
-    ``gen_hash`` covers ``meta`` and every sampling field that changes a sample (not ``n`` or ``batch_size``).
+    ``gen_hash`` covers ``meta`` and every sampling field that changes a sample (not ``n``, ``batch_size``
+    or ``workers``).
     With ``resume`` a second call generates only the samples not yet in the file and refuses a file written
     with other settings; without it the file is started afresh.
 
@@ -209,8 +210,9 @@ def generate_samples(tasks: Sequence[Task], complete: Completer, sampling: Sampl
     error naming the rank that is missing samples), merges them into ``out`` (atomically, byte for byte what
     one process writes) and removes them; every rank returns the merged rows.
     """
-    exclude = {"n", "batch_size", "server"} | ({"backend"} if sampling.backend == "hf" else set())
-    # every field that changes a sample; the servers do not, and the default backend keeps older files' hash
+    exclude = {"n", "batch_size", "server", "workers"} | ({"backend"} if sampling.backend == "hf" else set())
+    # every field that changes a sample; the servers and worker count do not, and the default backend keeps
+    # older files' hash
     gen_hash = content_hash({**meta, **sampling.model_dump(exclude=exclude)})
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -376,11 +376,13 @@ def _appending_cache(model, capacity: int):
 
 def make_backend(name="hf", model_config=None, model=None, tokenizer=None, server=None) -> GenerationBackend:
     """The generation backend ``name`` (or the ``backend`` of a :class:`SamplingConfig`, with its
-    ``server`` section): ``hf`` / ``hf-cb`` from a loaded model and tokenizer or a ModelConfig;
+    ``server`` section and ``workers``): ``hf`` / ``hf-cb`` from a loaded model and tokenizer or a ModelConfig
+    (with workers > 1, in that many local processes: :mod:`domainspec.common.models.worker_pool`);
     ``openai`` from the server section and the model's tokenizer (prompts are rendered here, so
     TIR can append tool output and continue; the weights are not loaded)."""
+    workers = 1
     if isinstance(name, SamplingConfig):
-        name, server = name.backend, server or name.server
+        name, server, workers = name.backend, server or name.server, name.workers
     if name == "vllm":
         raise NotImplementedError(
             "no in-process vLLM backend: run `vllm serve MODEL` (one server per GPU or tensor-parallel "
@@ -392,6 +394,13 @@ def make_backend(name="hf", model_config=None, model=None, tokenizer=None, serve
     from domainspec.common.models.loading import ModelConfig
 
     model_config = model_config or ModelConfig()
+    if workers > 1:
+        if model is not None:
+            raise ValueError("sampling.workers > 1: each worker process loads the model itself; pass a "
+                             "ModelConfig (a path), not a loaded model")
+        from domainspec.common.models.worker_pool import WorkerPoolBackend
+
+        return WorkerPoolBackend(name, model_config, workers)
     if name == "openai":
         from domainspec.common.models.loading import load_tokenizer
         from domainspec.common.models.openai_backend import OpenAIBackend

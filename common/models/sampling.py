@@ -53,11 +53,17 @@ class SamplingConfig(Config):
                              "computed once for its n samples), 'hf-cb' (transformers continuous batching), "
                              "'openai' (a client of OpenAI-compatible servers, see server).")
     server: ServerConfig = Field(default_factory=ServerConfig, description="The servers of backend 'openai'.")
+    workers: int = Field(1, ge=1, description="Local generation processes for 'hf' / 'hf-cb' (one per GPU, or a "
+                         "share of the CPU cores each); the prompts are split among them and the completions are "
+                         "those of one process. Under a launcher keep 1: its ranks split the prompts.")
 
     @model_validator(mode="after")
     def _server_for_openai(self) -> "SamplingConfig":
         if self.backend == "openai" and not self.server.base_urls:
             raise ValueError("backend 'openai' needs server.base_urls (e.g. [http://127.0.0.1:8000/v1])")
+        if self.backend == "openai" and self.workers > 1:
+            raise ValueError("workers > 1 is for the in-process backends; backend 'openai' sets its parallelism "
+                             "with server.max_concurrency and server.base_urls")
         return self
 
     @field_validator("stop")
