@@ -4,8 +4,8 @@
 
 Both engines train the same tiny default Qwen2 model (``ModelConfig(name_or_path="tiny")``,
 same initial weights) on the same packed rows (math corpus) batched by the same
-``PackedCollator`` (4D block-causal bool mask under sdpa: both sides do the same
-attention work), with the same micro batch, gradient accumulation, AdamW settings,
+``PackedCollator`` (per-document attention, ``sdpa_segments``, which the training load selects: both
+sides do the same attention work), with the same micro batch, gradient accumulation, AdamW settings,
 constant LR, clipping 1.0, logging interval and precision (fp32 on CPU, bf16 on a GPU).
 Each side keeps its own optimizer implementation (the HF default is fused AdamW) and loss
 code (HF: the model's ``ForCausalLMLoss``; ours: ``CausalLMObjective``); the run prints both.

@@ -314,6 +314,9 @@ def load_model_and_tokenizer(cfg: ModelConfig | None = None, for_training: bool 
         common["gguf_file"] = gguf
     dtype = resolve_dtype(cfg.dtype)
     attn = resolve_attn_implementation(cfg.attn_implementation, dtype)
+    if for_training:  # packed rows: sdpa per document instead of over a block-causal mask
+        from domainspec.common.models.segment_attention import training_attention
+        attn = training_attention(attn)
     try:
         config = AutoConfig.from_pretrained(source, **common)
         apply_context_overrides(config, cfg)
@@ -344,7 +347,7 @@ def load_model_and_tokenizer(cfg: ModelConfig | None = None, for_training: bool 
         if device:
             model.to(device)
     n_params = sum(p.numel() for p in model.parameters())
-    why = "" if attn == "flash_attention_2" or cfg.attn_implementation != "auto" else (
+    why = "" if attn in ("flash_attention_2", "sdpa_segments") or cfg.attn_implementation != "auto" else (
         " (flash-attn not installed)" if not flash_attn_available() else
         " (no CUDA)" if not torch.cuda.is_available() else " (dtype is not 16-bit)")
     log.info("model %s%s: %.1fM parameters, dtype %s, attention %s%s, device %s, max positions %d%s",
