@@ -24,6 +24,8 @@ document off by 0.37), so the collator builds the block-causal mask itself:
 - ``flash_attention_2``: no ``attention_mask`` (a 2D mask, even all ones, turns
   off boundary detection); ``cu_seq_lens_q/k`` and ``max_length_q/k`` are passed,
   the names transformers' flash path reads, over the flattened batch.
+- ``sdpa_segments`` (training on CPU/GPU without flash-attn,
+  :mod:`domainspec.common.models.segment_attention`): the same boundaries as flash.
 
 Usage::
 
@@ -247,9 +249,9 @@ class PackedCollator:
 
     def __init__(self, attn_implementation: str = "sdpa", pad_id: int = 0, mask_dtype: Any = None,
                  pad_to_multiple_of: int | None = None):
-        if attn_implementation not in ("sdpa", "eager", "flash_attention_2"):
+        if attn_implementation not in ("sdpa", "eager", "flash_attention_2", "sdpa_segments"):
             raise ValueError(f"PackedCollator: attn_implementation {attn_implementation!r} not supported; "
-                             "use 'sdpa', 'eager' or 'flash_attention_2'")
+                             "use 'sdpa', 'eager', 'flash_attention_2' or 'sdpa_segments'")
         self.attn_implementation = attn_implementation
         self.pad_id = pad_id
         self.mask_dtype = mask_dtype  # eager only: dtype of the additive mask (default float32)
@@ -279,7 +281,7 @@ class PackedCollator:
             "labels": torch.tensor(labels, dtype=torch.long),
             "position_ids": torch.tensor(pos, dtype=torch.long),
         }
-        if self.attn_implementation == "flash_attention_2":
+        if self.attn_implementation in ("flash_attention_2", "sdpa_segments"):  # boundaries, no mask
             flat = [x for seg in lens for x in seg]
             cu = torch.zeros(len(flat) + 1, dtype=torch.int32)
             cu[1:] = torch.cumsum(torch.tensor(flat), 0)
