@@ -7,7 +7,8 @@ Usage::
 report.md holds the same numbers as summary.json, readable: metrics, the
 protocol that produced the samples, grader or sandbox level, status counts and,
 for MATH, pass@1 by subject and by level (also plotted to breakdown.png when
-matplotlib is available). This module computes nothing new.
+matplotlib is available), for HumanEval+/MBPP+ base and plus pass@k side by side.
+This module computes nothing new.
 """
 from __future__ import annotations
 
@@ -40,10 +41,17 @@ def render_report(summary: dict, plot_name: str | None = None) -> str:
         if sb.get("time_limit") == "calibrated" and limits:
             timeout = (f"time limits calibrated on the reference solutions: {min(limits):g}-{max(limits):g} s "
                        f"({sb.get('limit_factor')}x the reference, at least {sb.get('limit_floor_s')} s)")
+        elif sb.get("time_limit") == "per-input" and limits:
+            timeout = (f"time limit per input {sb.get('limit_factor')}x the canonical solution's time on it, at least "
+                       f"{sb.get('limit_floor_s')} s; per program {min(limits):g}-{max(limits):g} s")
         else:
             timeout = f"timeout {sb.get('timeout_s')} s"
         lines.append(f"- sandbox level: **{sb.get('level')}** ({timeout}, "
                      f"memory {sb.get('memory_mb')} MiB, workers {sb.get('workers')})")
+    refs = (s.get("sandbox") or {}).get("reference_outputs")
+    if refs:
+        lines.append(f"- expected outputs: the canonical solutions' ({refs['computed']} tasks computed, "
+                     f"{refs['cached']} from the cache in `{refs['cache_dir']}`; runner `{refs['runner']}`)")
     if s.get("tasks_without_samples"):
         lines.append(f"- **{s['tasks_without_samples']} tasks had no samples and are not in the metrics**")
     lines += ["", "## Metrics", "", "| metric | value | stderr | 95% interval (bootstrap over tasks) |",
@@ -56,6 +64,7 @@ def render_report(summary: dict, plot_name: str | None = None) -> str:
                      f"{f'{_fmt(ci[0])} - {_fmt(ci[1])}' if ci else '-'} |")
     for k, why in s.get("skipped_metrics", {}).items():
         lines.append(f"| {k} | not computed: {why} | | |")
+    lines += _base_and_plus(s)
     lines += ["", "## Sample status", "", "| status | samples |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in sorted(s.get("status_counts", {}).items())]
     for key, groups in s.get("breakdown", {}).items():
@@ -67,6 +76,24 @@ def render_report(summary: dict, plot_name: str | None = None) -> str:
         lines += ["", "## Settings", "", "```json", json.dumps(s["settings"], indent=2), "```"]
     lines += ["", f"Scored in {s.get('duration_s')} s.", ""]
     return "\n".join(lines)
+
+
+def _base_and_plus(s: dict) -> list[str]:
+    """HumanEval+/MBPP+: pass@k on the base tests and on base + plus tests, side by side."""
+    m, unc = s["metrics"], s.get("uncertainty", {})
+    ks = sorted(int(k.split("@")[1]) for k in m if k.startswith("base_pass@") and f"pass@{k.split('@')[1]}" in m)
+    if not ks:
+        return []
+
+    def cell(name):
+        se = (unc.get(name) or {}).get("stderr")
+        return f"{_fmt(m[name])}" + (f" ± {_fmt(se)}" if se is not None else "")
+
+    out = ["", "## Base and plus tests", "",
+           "pass@k on the original tests' inputs (base) and on base + EvalPlus's extra inputs (plus; "
+           "the benchmark's score), ± standard error:", "", "| k | base | base + plus |", "|---|---|---|"]
+    out += [f"| {k} | {cell(f'base_pass@{k}')} | {cell(f'pass@{k}')} |" for k in ks]
+    return out
 
 
 def plot_breakdown(summary: dict, path: Path) -> bool:

@@ -45,6 +45,8 @@ class SampleResult:
     detail: str | None = None  # why a program failed (code): the last stderr line
     score: float | None = None  # the reward model's score of the sample, when given (rm@k)
     time_limit_s: float | None = None  # the wall-clock limit its program ran under (code)
+    base_passed: bool | None = None  # HumanEval+/MBPP+: the verdict of the base tests alone ("passed" = base and plus)
+    base_status: Status | None = None
 
     def to_row(self) -> dict:
         row = {"task_id": self.task_id, "sample_index": self.sample_index, "passed": self.passed,
@@ -53,6 +55,9 @@ class SampleResult:
             row["detail"] = self.detail
         if self.time_limit_s is not None:
             row["time_limit_s"] = self.time_limit_s
+        if self.base_passed is not None:
+            row["base_passed"] = self.base_passed
+            row["base_status"] = self.base_status.value if self.base_status is not None else None
         return row
 
 
@@ -108,15 +113,22 @@ def _stderr_detail(stderr: str) -> str:
     return lines[-1][:300] if lines else ""
 
 
-def _execute(bench, tasks_by_id, samples, sandbox, sandbox_config, progress) -> tuple[list[dict], dict]:
+def _execute(bench, tasks_by_id, samples, sandbox, sandbox_config, progress) -> tuple[list[tuple], dict]:
     from domainspec.common.sandbox.pool import Sandbox, SandboxConfig
 
-    programs = [bench.program(tasks_by_id[str(s["task_id"])], s["completion"]) for s in samples]
     own = sandbox is None
     sb = Sandbox(sandbox_config) if own else sandbox
     try:
         cfg = getattr(sb, "config", None) or sandbox_config or SandboxConfig()
-        limits, limit_info = _time_limits(bench, tasks_by_id, samples, sb, cfg)
+        # optional part of the code-benchmark interface: benchmarks whose tests compare outputs with the
+        # reference's compute those (and their own time limits) in this sandbox first (HumanEval+, MBPP+)
+        prepare = getattr(bench, "prepare", None)
+        if prepare is not None:
+            sampled = [tasks_by_id[tid] for tid in dict.fromkeys(str(s["task_id"]) for s in samples)]
+            limits, limit_info = prepare(sampled, sb, cfg)
+        else:
+            limits, limit_info = _time_limits(bench, tasks_by_id, samples, sb, cfg)
+        programs = [bench.program(tasks_by_id[str(s["task_id"])], s["completion"]) for s in samples]
         execs = sb.run_many(programs, timeout_s=[limits[str(s["task_id"])] for s in samples],
                             progress=progress, desc=f"{bench.name}: executing")
         info = {"level": sb.level, **{k: getattr(cfg, k) for k in ("timeout_s", "memory_mb", "workers")}}
@@ -125,8 +137,16 @@ def _execute(bench, tasks_by_id, samples, sandbox, sandbox_config, progress) -> 
     finally:
         if own:
             sb.close()
-    verdicts = [(bool(r.passed), Status(r.status), None, None if r.passed else _stderr_detail(r.stderr),
-                 r.time_limit_s) for r in execs]
+    read = getattr(bench, "verdict", None)  # optional: a benchmark that reads more than pass/fail from a run
+    verdicts = []
+    for s, r in zip(samples, execs):
+        if read is None:
+            verdicts.append((bool(r.passed), Status(r.status), None, None if r.passed else _stderr_detail(r.stderr),
+                             r.time_limit_s, {}))
+        else:
+            v = read(tasks_by_id[str(s["task_id"])], r)
+            verdicts.append((v.passed, v.status, None, v.detail, r.time_limit_s,
+                             {"base_passed": v.base_passed, "base_status": v.base_status}))
     return verdicts, {"sandbox": info}
 
 
@@ -150,7 +170,7 @@ def _grade(bench, tasks_by_id, samples, grader, grader_mode, progress) -> tuple[
     golds = {tid: bench.gold(t) for tid, t in tasks_by_id.items()}
     pairs = [(s["completion"], golds[str(s["task_id"])]) for s in samples]
     grades = grader.grade_many(pairs, progress=progress)
-    verdicts = [(bool(g.correct), Status.PASSED if g.correct else Status.FAILED, g.extracted, None, None)
+    verdicts = [(bool(g.correct), Status.PASSED if g.correct else Status.FAILED, g.extracted, None, None, {})
                 for g in grades]
     return verdicts, {"grader": {"mode": grader.mode, "version": grader.version, "dataset": grader.dataset,
                                  "currency": grader.currency}}, grader
@@ -176,6 +196,14 @@ def _metrics(per_task: dict[str, list[SampleResult]], ks: Sequence[int], grader)
         else:
             metrics[f"pass@{k}"] = value
             values[f"pass@{k}"] = {tid: pass_at_k(n, c, k) for tid, (n, c) in counts.items()}
+    if all(r.base_passed is not None for rs in per_task.values() for r in rs):
+        # HumanEval+/MBPP+: pass@k counts samples passing base and plus tests; base_pass@k the base tests alone
+        base = {tid: (len(rs), sum(bool(r.base_passed) for r in rs)) for tid, rs in per_task.items()}
+        for k in sorted(set(ks)):
+            value = mean_pass_at_k(list(base.values()), k)
+            if value is not None:
+                metrics[f"base_pass@{k}"] = value
+                values[f"base_pass@{k}"] = {tid: pass_at_k(n, c, k) for tid, (n, c) in base.items()}
     if grader is not None:
         # the grader owns the convention: strict = mean over all samples, qwen-compat = first sample
         metrics["accuracy"] = grader.accuracy([[r.passed for r in rs] for rs in per_task.values()])
@@ -247,8 +275,8 @@ def score_samples(benchmark, tasks: Sequence[Task], samples: Sequence[dict], ks:
         verdicts, info, used_grader = _grade(bench, tasks_by_id, samples, grader, grader_mode, progress)
     results: list[SampleResult] = []
     per_task: dict[str, list[SampleResult]] = {t.task_id: [] for t in tasks}
-    for s, i, (passed, status, extracted, detail, limit) in zip(samples, idx, verdicts):
-        r = SampleResult(str(s["task_id"]), i, passed, status, extracted, detail, s.get("score"), limit)
+    for s, i, (passed, status, extracted, detail, limit, extra) in zip(samples, idx, verdicts):
+        r = SampleResult(str(s["task_id"]), i, passed, status, extracted, detail, s.get("score"), limit, **extra)
         results.append(r)
         per_task[r.task_id].append(r)
     with_samples = {tid: rs for tid, rs in per_task.items() if rs}

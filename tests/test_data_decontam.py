@@ -102,20 +102,26 @@ def test_default_is_every_registered_benchmark_in_registry_order(tmp_path):
              "mbpp": {"task_id": 11, "text": "mbpp text", "code": "code", "test_list": ["assert a", "assert b"]},
              "gsm8k": {"question": "q words", "answer": "a #### 1", "unused": "NOT INDEXED"},
              "math": {"problem": "p", "solution": "s", "unique_id": "test/x/1.json"}}
+    code = {n: {"task_id": f"{n}/0", "prompt": f"{n} prompt", "canonical_solution": "sol", "test": "t",
+                "tests": "ts"} for n in BENCHMARKS if n.endswith("_plus") or n.startswith(("humaneval-x", "multipl-e"))}
+    files.update(code)
     suite = [n for n in BENCHMARKS if n not in files]  # the Qwen math suite: flattened rows, the question indexed
     files.update({n: {"task_id": f"{n}/0", "question": f"{n} question", "gold_answer": "1"} for n in suite})
+    code_text = {n: (f"{n} prompt\nts" if n.startswith("multipl") else
+                                        f"{n} prompt\nsol" + ("\nt" if n.startswith("humaneval-x") else "")) for n in code}
     for name, row in files.items():
         (tmp_path / f"{name}.jsonl").write_text(json.dumps(row) + "\n")
     cfg = DecontamConfig(files={n: str(tmp_path / f"{n}.jsonl") for n in files})
     got = list(provided_texts(cfg))
-    assert [g[0] for g in got] == list(BENCHMARKS) == ["humaneval", "mbpp", "gsm8k", "math", *suite]
-    assert got == [("humaneval", "H/0", "def f():\n  return 1\nt"), ("mbpp", "11", "mbpp text\ncode\nassert a\nassert b"),
-                   ("gsm8k", "0", "q words\na #### 1"), ("math", "test/x/1.json", "p\ns"),
-                   *[(n, f"{n}/0", f"{n} question") for n in suite]]
+    assert [g[0] for g in got] == list(BENCHMARKS)
+    expected = {"humaneval": ("H/0", "def f():\n  return 1\nt"), "mbpp": ("11", "mbpp text\ncode\nassert a\nassert b"),
+                "gsm8k": ("0", "q words\na #### 1"), "math": ("test/x/1.json", "p\ns"),
+                **{n: (f"{n}/0", f"{n} question") for n in suite}, **{n: (f"{n}/0", t) for n, t in code_text.items()}}
+    assert got == [(n, *expected[n]) for n in BENCHMARKS]
 
 
 def test_unregistered_benchmark_needs_a_file_and_the_error_lists_the_known_ones(tmp_path):
-    with pytest.raises(DataError, match=r"'hellaswag' is not a registered benchmark \(aime24, amc23, .*, gsm8k, humaneval, math, .*svamp\); "
+    with pytest.raises(DataError, match=r"'hellaswag' is not a registered benchmark \(aime24, amc23, .*, gsm8k, humaneval, .*math, .*svamp\); "
                                         r"give its path in decontam.files.hellaswag"):
         build(benchmarks=["hellaswag"], data_dir=str(tmp_path))
 
@@ -139,5 +145,9 @@ def test_default_index_sizes_of_the_shared_data():
     idx = build(data_dir=str(DATA))
     assert idx.sizes == {"humaneval": 164, "mbpp": 974, "gsm8k": 1319, "math": 500, "aime24": 30, "amc23": 40,
                          "minerva_math": 272, "olympiadbench": 675, "college_math": 2818, "gaokao2023en": 385,
-                         "svamp": 1000, "asdiv": 2215, "cmath": 600, "math23k": 1000}
-    assert len(idx) == 440273  # 278606 from the first four (pinned before the Qwen suite was registered)
+                         "svamp": 1000, "asdiv": 2215, "cmath": 600, "math23k": 1000,
+                         "humaneval_plus": 164, "mbpp_plus": 378,
+                         **{f"humaneval-x-{x}": 164 for x in ("cpp", "go", "java", "js", "rust")},
+                         "multipl-e-cpp": 161, "multipl-e-go": 154, "multipl-e-java": 158, "multipl-e-js": 161,
+                         "multipl-e-php": 161, "multipl-e-rs": 156, "multipl-e-sh": 158, "multipl-e-ts": 159}
+    assert len(idx) == 649995  # 278606 from the first four, 440273 with the Qwen suite (pinned as each came)

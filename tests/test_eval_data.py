@@ -23,7 +23,11 @@ def write_jsonl(path: Path, rows) -> Path:
 
 def test_registry_has_the_benchmarks():
     assert sorted(BENCHMARKS) == ["aime24", "amc23", "asdiv", "cmath", "college_math", "gaokao2023en", "gsm8k",
-                                  "humaneval", "math", "math23k", "mbpp", "minerva_math", "olympiadbench", "svamp"]
+                                  "humaneval", "humaneval-x-cpp", "humaneval-x-go", "humaneval-x-java",
+                                  "humaneval-x-js", "humaneval-x-rust", "humaneval_plus", "math", "math23k", "mbpp",
+                                  "mbpp_plus", "minerva_math", "multipl-e-cpp", "multipl-e-go", "multipl-e-java",
+                                  "multipl-e-js", "multipl-e-php", "multipl-e-rs", "multipl-e-sh", "multipl-e-ts",
+                                  "olympiadbench", "svamp"]
     assert {get_benchmark(n).kind for n in BENCHMARKS} == {"code", "math"}
     with pytest.raises(KeyError, match="registered: aime24, amc23, .*, svamp"):
         get_benchmark("hellaswag")

@@ -150,6 +150,51 @@ def _pack_stream(docs, seq_len: int, pad: int, pad_last: bool) -> list[PackedExa
     return out
 
 
+class StreamPacker:
+    """Incremental ``mode="stream"`` packing with bounded memory: :meth:`add` one document's
+    tokens (EOS is appended), get back the sequences it completed as ``(tokens, seq_lens)``;
+    :meth:`finish` returns the padded last one and its pad count. Yields exactly the
+    sequences and segments of ``pack_documents(..., mode="stream")`` (tests check it)."""
+
+    def __init__(self, seq_len: int, eos_id: int, pad_id: int | None = None):
+        import numpy as np
+
+        if seq_len < 2:
+            raise ValueError(f"seq_len must be >= 2, got {seq_len}")
+        self.seq_len, self.eos_id = seq_len, eos_id
+        self.pad_id = eos_id if pad_id is None else pad_id
+        self._buf = np.empty(seq_len, dtype=np.int64)
+        self._fill, self._lens = 0, []
+
+    def add(self, ids) -> list:
+        import numpy as np
+
+        doc = np.empty(len(ids) + 1, dtype=np.int64)
+        doc[:-1] = ids
+        doc[-1] = self.eos_id
+        out, start = [], 0
+        while start < len(doc):
+            take = min(self.seq_len - self._fill, len(doc) - start)
+            self._buf[self._fill:self._fill + take] = doc[start:start + take]
+            self._lens.append(take)
+            self._fill += take
+            start += take
+            if self._fill == self.seq_len:
+                out.append((self._buf.copy(), self._lens))
+                self._fill, self._lens = 0, []
+        return out
+
+    def finish(self) -> tuple | None:
+        """The last, padded sequence as ``(tokens, seq_lens, num_pad)``, or None when nothing is left."""
+        if not self._fill:
+            return None
+        n_pad = self.seq_len - self._fill
+        self._buf[self._fill:] = self.pad_id
+        lens = self._lens + ([n_pad] if n_pad else [])  # padding is its own segment
+        self._fill, self._lens = 0, []
+        return self._buf.copy(), lens, n_pad
+
+
 def _pack_bins(docs, seq_len: int, pad: int, pad_last: bool, truncate: bool) -> list[PackedExample]:
     n_long = 0
     items = []

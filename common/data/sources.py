@@ -57,6 +57,13 @@ class DataSourceConfig(Config):
     extensions: list[str] = Field([".py"], description="File suffixes read from a folder source.")
     sample_by: Literal["document", "paragraph", "line"] = Field(
         "document", description="How a .txt/.md file is split into documents.")
+    repo_level: bool = Field(False, description="One Qwen2.5-Coder repo-level document per repository "
+                             "(repo_level.py): a folder of repository folders, or rows holding repo_field, "
+                             "path_field and text_field (the file content), contiguous per repository.")
+    repo_field: str = Field("repo_name", description="repo_level rows: the column naming the repository.")
+    path_field: str = Field("path", description="repo_level rows: the column holding the file path.")
+    repo_max_tokens: int | None = Field(None, ge=1, description="repo_level: token budget of one repository "
+                                        "document; files past it are left out whole (see repo_level.py).")
 
     @property
     def label(self) -> str:
@@ -91,14 +98,15 @@ def source_kind(src: DataSourceConfig) -> str:
 def check_source(src: DataSourceConfig) -> None:
     """Cheap checks to run before training starts (path exists, builtin known)."""
     kind = source_kind(src)
-    if kind == "folder" and not any(_folder_files(src)):
+    if kind == "folder" and not any(folder_files(src)):
         raise DataError(f"data source {src.path!r}: folder has no files with suffix {src.extensions}")
 
 
 # ------------------------------------------------------------------ loaders
 
 
-def _folder_files(src: DataSourceConfig) -> Iterator[Path]:
+def folder_files(src: DataSourceConfig) -> Iterator[Path]:
+    """The files a folder source reads, in sorted order."""
     exts = {e if e.startswith(".") else "." + e for e in src.extensions}
     for f in sorted(Path(src.path).expanduser().rglob("*")):
         if f.is_file() and f.suffix in exts:
@@ -106,11 +114,17 @@ def _folder_files(src: DataSourceConfig) -> Iterator[Path]:
 
 
 def _folder_docs(src: DataSourceConfig) -> Iterator[dict]:
-    for f in _folder_files(src):
+    for f in folder_files(src):
         try:
-            yield {"text": f.read_text(encoding="utf-8")}
-        except UnicodeDecodeError:
-            continue  # binary or non-UTF-8 files are not text documents
+            text = f.read_text(encoding="utf-8")
+        except UnicodeDecodeError as e:  # never skipped silently: the user decides what the corpus holds
+            raise DataError(f"data source {src.path!r}: {f} is not UTF-8 text (byte {e.start}: {e.reason}). Convert "
+                            f"it to UTF-8, remove it from the folder, or narrow the source's extensions "
+                            f"(now {src.extensions}).") from None
+        except OSError as e:
+            raise DataError(f"data source {src.path!r}: cannot read {f}: {e.strerror or e}. Fix its permissions, "
+                            f"remove it, or narrow the source's extensions (now {src.extensions}).") from None
+        yield {"text": text}
 
 
 def _builtin_docs(name: str, limit: int | None, seed: int) -> Iterator[dict]:
@@ -270,6 +284,21 @@ def _checked_stream(src: DataSourceConfig, ds):
             raise DataError(f"{_where(src)}: empty corpus (no non-blank documents)")
 
     return datasets.IterableDataset.from_generator(gen)
+
+
+def load_repos(src: DataSourceConfig) -> Iterator[tuple[str, list]]:
+    """A ``repo_level`` source's repositories as ``(name, [RepoFile])``, one at a time."""
+    from domainspec.common.data.repo_level import repos_from_folder, repos_from_rows
+
+    kind = source_kind(src)
+    if kind == "folder":
+        yield from repos_from_folder(src.path, src.extensions)
+        return
+    if kind == "builtin":
+        raise DataError(f"data source {src.path!r}: repo_level needs a folder of repositories or rows with "
+                        f"{src.repo_field!r}/{src.path_field!r}/{src.text_field!r}")
+    ds = _load_raw(src.model_copy(update={"streaming": True}))
+    yield from repos_from_rows(iter(ds), src.repo_field, src.path_field, src.text_field, where=src.path)
 
 
 def load_documents(src: DataSourceConfig) -> Iterator[str]:

@@ -108,6 +108,7 @@ class StageType:
 # type name -> "module:attribute" of a StageType
 STAGE_TYPES: dict[str, str] = {
     "cpt": "domainspec.common.recipes.cpt:CPT_STAGE",
+    "cpt_data": "domainspec.common.recipes.cpt:CPT_DATA_STAGE",
     "sft": "domainspec.common.recipes.sft:SFT_STAGE",
     "coder_sft": "domainspec.coder.sft:CODER_SFT_STAGE",
     "coder_data": "domainspec.coder.stages:CODER_DATA_STAGE",

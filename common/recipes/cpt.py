@@ -2,14 +2,16 @@
 
 ``run_cpt(cfg, out_dir)`` checks the config against the world (data paths exist, the
 model's positions cover ``seq_len``), loads the model and tokenizer
-(:mod:`~domainspec.common.models.loading`), builds packed sequences from the mixed, decontaminated,
-FIM-transformed sources (:mod:`~domainspec.common.recipes.cpt_data`) and trains them with the one
-loop (:func:`domainspec.common.train.loop.train`, :class:`~domainspec.common.train.objectives.CausalLMObjective`).
+(:mod:`~domainspec.common.models.loading`), prepares the mixed, decontaminated, FIM-transformed,
+packed sequences once as memory-mapped shards (:mod:`~domainspec.common.data.prepare`; reused when
+sources and settings are unchanged) and trains them with the one loop
+(:func:`domainspec.common.train.loop.train`, :class:`~domainspec.common.train.objectives.CausalLMObjective`).
 
 Usage::
 
     cfg = load_config(CPTConfig, "cpt.yaml", overrides=["train.max_steps=100"])
     run_cpt(cfg, "runs/cpt")          # or: domainspec cpt --config cpt.yaml --out runs/cpt
+    prepare_data(cfg, "runs/cpt")     # or: domainspec cpt prepare --config cpt.yaml (data only, no model weights)
     # GPUs: deepspeed --num_gpus 8 --module domainspec.common.recipes.cpt_cli --config cpt.yaml --out runs/cpt
 
 Defaults follow Qwen2.5-Coder / Qwen2.5-Math CPT: 8K context, code:text:math = 7:2:1,
@@ -28,6 +30,7 @@ from pydantic import Field
 from domainspec.common.config import Config, ConfigError
 from domainspec.common.data.decontam import DecontamConfig
 from domainspec.common.data.fim import FIMConfig
+from domainspec.common.data.prepare import PrepareConfig
 from domainspec.common.models.loading import ModelConfig
 from domainspec.common.data.sources import DataSourceConfig
 from domainspec.common.pipeline.stages import StageContext, StageType
@@ -53,6 +56,8 @@ class CPTConfig(Config):
     fim: FIMConfig = Field(default_factory=FIMConfig, description="Fill-in-the-middle rewriting of code documents.")
     decontam: DecontamConfig = Field(default_factory=DecontamConfig,
                                      description="Drop documents sharing an n-gram with a benchmark.")
+    prepare: PrepareConfig = Field(default_factory=PrepareConfig, description="Where and how the data is prepared "
+                                   "into shards (once; training reads them by memory map).")
     train: TrainConfig = Field(default_factory=TrainConfig, description="Optimizer, schedule, batch, checkpoints.")
 
 
@@ -84,23 +89,39 @@ def check_context(cfg: CPTConfig, model_config: Any) -> None:
         f"model.rope_scaling (e.g. {{type: yarn, factor: {-(-cfg.seq_len // limit)}.0}}).")
 
 
-def build_dataset(cfg: CPTConfig, tokenizer, out_dir: Path, rank: int) -> list:
-    """Packed CPT rows; rank 0 builds first (and fills the tokenization cache), then the others."""
+def prepare_data(cfg: CPTConfig, out_dir: str | Path, tokenizer=None):
+    """Prepare (or reuse) the shards of ``cfg``'s data; returns (folder, manifest). Loads only the tokenizer."""
+    from domainspec.common.data.prepare import prepare
+    from domainspec.common.models.loading import load_tokenizer
+
+    check_sources(cfg)
+    tokenizer = tokenizer if tokenizer is not None else load_tokenizer(cfg.model)
+    root = Path(cfg.prepare.dir).expanduser() if cfg.prepare.dir else Path(out_dir) / "data"
+    return prepare(cfg.data, tokenizer, cfg.prepare, root, cfg.seq_len, fim=cfg.fim, decontam=cfg.decontam,
+                   seed=cfg.train.seed, max_documents=cfg.max_documents)
+
+
+def build_dataset(cfg: CPTConfig, tokenizer, out_dir: Path, rank: int):
+    """The prepared shards as a dataset: rank 0 prepares them (or finds them prepared), the other ranks
+    wait and open the folder rank 0 names (only rank 0 hashes the sources)."""
     import torch.distributed as dist
 
-    from domainspec.common.recipes.cpt_data import build_cpt_examples
+    from domainspec.common.data.shards import ShardDataset
+    from domainspec.common.data.tokenization import tokenizer_fingerprint
     multi = dist.is_initialized() and dist.get_world_size() > 1
-    if multi and rank != 0:
-        dist.barrier()
-    examples, report = build_cpt_examples(
-        cfg.data, tokenizer, seq_len=cfg.seq_len, fim=cfg.fim, decontam=cfg.decontam, seed=cfg.train.seed,
-        out_dir=out_dir if rank == 0 else None, cache_dir=out_dir / "cache", max_documents=cfg.max_documents)
-    if multi and rank == 0:
-        dist.barrier()
-    if not examples:
-        raise ConfigError(f"data: the corpus is empty after loading, mixing and decontamination "
-                          f"(sources: {', '.join(s.path for s in cfg.data)}; report: {report})")
-    return examples
+    box: list = [None]
+    if rank == 0:
+        try:
+            box[0] = str(prepare_data(cfg, out_dir, tokenizer)[0])
+        except Exception as e:
+            if multi:  # the other ranks must not wait forever for a folder
+                dist.broadcast_object_list([f"!{type(e).__name__}: {e}"], src=0)
+            raise
+    if multi:
+        dist.broadcast_object_list(box, src=0)
+    if box[0].startswith("!"):
+        raise ConfigError(f"rank 0 could not prepare the CPT data: {box[0][1:]}")
+    return ShardDataset(box[0], tokenizer=tokenizer_fingerprint(tokenizer))
 
 
 def run_cpt(cfg: CPTConfig, out_dir: str | Path, resume: bool = True) -> dict[str, Any]:
@@ -130,5 +151,15 @@ def _run_stage(cfg: CPTConfig, ctx: StageContext) -> dict[str, Any]:
     return run_cpt(cfg, ctx.out_dir, resume=ctx.resume)
 
 
+def _run_data_stage(cfg: CPTConfig, ctx: StageContext) -> dict[str, Any]:
+    folder, manifest = prepare_data(cfg, ctx.out_dir)
+    return {"data": str(folder), "sequences": manifest["sequences"], "tokens": manifest["tokens"],
+            "documents": manifest["documents"], "packing_efficiency": manifest["packing_efficiency"],
+            "dropped": (manifest["decontam"] or {}).get("dropped", 0), "fim_documents": manifest["fim_documents"]}
+
+
 CPT_STAGE = StageType(name="cpt", config_cls=CPTConfig, run=_run_stage, outputs={"model": "final"},
                       distributed=True, description="continued pretraining on mixed, packed corpora")
+# the same CPTConfig: run it with the cpt stage's data settings and prepare.dir, and the cpt stage reuses the shards
+CPT_DATA_STAGE = StageType(name="cpt_data", config_cls=CPTConfig, run=_run_data_stage, outputs={"data": "data"},
+                           description="prepare CPT data once: mix, decontaminate, FIM, tokenize, pack into shards")

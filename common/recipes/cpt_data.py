@@ -12,10 +12,11 @@ Usage::
     # report: mix shares, decontamination counts, packing efficiency (also out_dir/data_report.json)
 
 A source's domain (code/text/math) comes from ``DataSourceConfig.domain`` or is
-inferred (builtin:stdlib_code and folders of .py files are code, math_corpus is
-math, the rest text). Everything is materialized in memory: this is the path for
-the laptop recipe and moderate corpora; for corpora larger than memory use the
-streaming pieces (``sources``, ``mixing``, ``fim``, ``decontam``) directly.
+inferred (builtin:stdlib_code, repo_level sources and folders of .py files are code,
+math_corpus is math, the rest text). Everything is materialized in memory: this is the
+reference path, for tests and small corpora. Training (``domainspec cpt``) uses the
+streaming prepare step instead (:mod:`~domainspec.common.data.prepare`: the same steps and
+seeds, the same sequences, written to memory-mapped shards with bounded memory).
 """
 from __future__ import annotations
 
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 def source_domain(src: DataSourceConfig) -> str:
     if src.domain:
         return src.domain
+    if src.repo_level:
+        return "code"
     if src.path in ("builtin:stdlib_code",):
         return "code"
     if src.path == "builtin:math_corpus":
@@ -56,6 +59,9 @@ def build_cpt_examples(sources: Sequence[DataSourceConfig], tokenizer, seq_len: 
 
     if not sources:
         raise ValueError("build_cpt_examples: no data sources")
+    if any(s.repo_level for s in sources):
+        raise ValueError("build_cpt_examples: repo_level sources are built by the prepare step only "
+                         "(domainspec cpt prepare)")
     for s in sources:
         check_source(s)  # missing paths fail before anything is read
     labels = [s.label for s in sources]

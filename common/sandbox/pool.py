@@ -1,4 +1,4 @@
-"""The one code sandbox: runs untrusted (model-written) Python programs and reports typed results.
+"""The one code sandbox: runs untrusted (model-written) programs and reports typed results.
 
 Used for HumanEval/MBPP scoring, execution-filtered SFT data and tool-integrated reasoning::
 
@@ -7,6 +7,15 @@ Used for HumanEval/MBPP scoring, execution-filtered SFT data and tool-integrated
         results = sb.run_many([prog_a, prog_b])          # order preserved, parallel
         sb.run_many([prog_a, prog_b], timeout_s=[1.0, 4.5])  # a wall-clock limit per program
         sb.run("print(1 + 1)").stdout                    # "2\\n"
+        sb.run(Program(files=(("main.cpp", src),), compile=(gxx, "main.cpp"), run=("./a.out",)))
+
+A program is Python source (a ``str``, run in the forked child itself) or a
+:class:`~domainspec.common.sandbox.program.Program` for any other language: its files are written
+into the child's private directory, compiled under ``compile_timeout_s`` (a failure is ERROR with
+the compiler's last error line) and run under the program's limit (PASSED = exit status 0), with
+the same isolation, rlimits and uid as Python programs. JVM, Go and V8 programs (``memory="data"``)
+get ``memory_mb`` as RLIMIT_DATA instead of RLIMIT_AS: they reserve far more address space than
+they use, and an address-space limit would stop them before they start.
 
 Per-task limits calibrated on reference solutions (``time_limit``, ``limit_*``) are computed by
 :mod:`~domainspec.common.sandbox.time_limits`; each result records the limit it ran under.
@@ -46,7 +55,13 @@ What this does NOT protect against:
   - programs run by the same worker share its uid and world-writable paths (/dev/shm), so one
     program can leave files there for a later one;
   - disk filling inside the private /tmp (files are capped by RLIMIT_FSIZE, not their count),
-    kernel exploits, side channels, CPU contention between programs.
+    kernel exploits, side channels, CPU contention between programs;
+  - compiled languages: the compiler runs on untrusted source inside the same jail (its own time
+    limit, the same rlimits), so a compiler bug is as exposed as the program; a read-only cache
+    the host prepares (Go's build cache, see ``domainspec.eval.languages.go``) can be modified
+    by programs where they have no uid of their own and the level is below bwrap;
+  - RLIMIT_DATA (``memory="data"``) caps private writable memory, not file-backed or shared
+    mappings: a JVM/Go/JavaScript program can map more than ``memory_mb`` that way.
 """
 from __future__ import annotations
 
@@ -74,6 +89,7 @@ from pydantic import Field, model_validator
 
 from domainspec.common.config import Config
 from domainspec.common.sandbox.isolation import SandboxError, choose_level, launch_prefix
+from domainspec.common.sandbox.program import Program
 from domainspec.common.sandbox.worker import pid_namespace, pop_line
 
 log = logging.getLogger(__name__)
@@ -98,6 +114,7 @@ class ExecResult:
     exit_code: int | None
     duration_s: float
     time_limit_s: float | None = None  # the wall-clock limit the program ran under
+    compile_s: float | None = None  # the compile step's wall time (compiled languages)
 
     @property
     def passed(self) -> bool:
@@ -106,7 +123,8 @@ class ExecResult:
 
 class SandboxConfig(Config):
     timeout_s: float = Field(20.0, gt=0, description="Per-program wall-clock limit in seconds; generous so slow machines do not turn correct programs into timeouts. With calibrated limits: their ceiling (unless limit_ceiling_s is set) and the limit of tasks without a reference.")
-    memory_mb: int = Field(4096, ge=64, description="Address-space limit (RLIMIT_AS) per program, MiB.")
+    memory_mb: int = Field(4096, ge=64, description="Memory limit per program, MiB: RLIMIT_AS (address space); for JVM, Go and JavaScript programs RLIMIT_DATA (their runtimes reserve far more address space than they use).")
+    compile_timeout_s: float = Field(60.0, gt=0, description="Wall-clock limit of a compiled language's compile step, seconds (javac, rustc, go, g++, tsc); a compile that fails or overruns it is status error.")
     max_output_bytes: int = Field(65536, ge=1024, description="Bytes kept of each of stdout and stderr (the tail); a program writing over max(16 MiB, 4x this) is killed and fails.")
     workers: int | None = Field(None, ge=1, description="Parallel worker processes; None = os.cpu_count().")
     isolation: Literal["auto", "bwrap", "namespaces", "rlimits"] = Field("auto", description="Isolation level; auto = the strongest this machine offers (bwrap > namespaces > rlimits). A named level that is unavailable is an error.")
@@ -276,16 +294,17 @@ class Sandbox:
         self.close()
 
     # ------------------------------------------------------------------ running
-    def run(self, program: str, timeout_s: float | None = None) -> ExecResult:
+    def run(self, program: str | Program, timeout_s: float | None = None) -> ExecResult:
         return self.run_many([program], timeout_s=timeout_s)[0]
 
-    def run_many(self, programs: Sequence[str], timeout_s: float | Sequence[float] | None = None,
+    def run_many(self, programs: Sequence[str | Program], timeout_s: float | Sequence[float] | None = None,
                  progress: bool = False, desc: str = "executing") -> list[ExecResult]:
         """Run ``programs`` in parallel on the workers; results in input order.
 
         ``timeout_s``: one wall-clock limit for all, one per program, or None for ``config.timeout_s``.
         """
         limits = _per_program(timeout_s if timeout_s is not None else self.config.timeout_s, len(programs))
+        requests = [_request(p, self.config.compile_timeout_s) for p in programs]  # a bad one raises here
         with self._lock:
             if self._closed:
                 raise SandboxError("Sandbox is closed")
@@ -294,7 +313,7 @@ class Sandbox:
                 from tqdm import tqdm
                 bar = tqdm(total=len(programs), desc=f"{desc} [{self.level}]")
             try:
-                return self._schedule(programs, limits, bar)
+                return self._schedule(requests, limits, bar)
             except BaseException:
                 self.close()  # Ctrl-C or a host error: leave no program running
                 raise
@@ -302,9 +321,11 @@ class Sandbox:
                 if bar is not None:
                     bar.close()
 
-    def _schedule(self, programs: Sequence[str], limits: list[float], bar) -> list[ExecResult]:
-        results: list[ExecResult | None] = [None] * len(programs)
-        todo = list(range(len(programs)))[::-1]
+    def _schedule(self, requests: list, limits: list[float], bar) -> list[ExecResult]:
+        """``requests``: each program as the worker reads it (Python source, or a Program's dict)."""
+        results: list[ExecResult | None] = [None] * len(requests)
+        compile_s = self.config.compile_timeout_s
+        todo = list(range(len(requests)))[::-1]
         idle = list(self._workers)
         busy: dict[_Worker, tuple[int, float]] = {}
 
@@ -317,13 +338,14 @@ class Sandbox:
         while todo or busy:
             while todo and idle:
                 w, i = idle.pop(), todo.pop()
-                request = {"program": programs[i], "timeout_s": limits[i]}
+                request = {"program": requests[i], "timeout_s": limits[i]}
                 try:
                     w.send(request)
                 except OSError:
                     w = self._replace(w)
                     w.send(request)
-                busy[w] = (i, time.monotonic() + limits[i] + BACKSTOP_GRACE_S)
+                extra = 0.0 if isinstance(requests[i], str) else compile_s
+                busy[w] = (i, time.monotonic() + limits[i] + extra + BACKSTOP_GRACE_S)
             wait = max(0.0, min(dl for _, dl in busy.values()) - time.monotonic())
             ready, _, _ = select.select([w.fd for w in busy], [], [], wait)
             for w in [w for w in list(busy) if w.fd in ready]:
@@ -350,6 +372,14 @@ class Sandbox:
         return results  # type: ignore[return-value]
 
 
+def _request(program: str | Program, compile_timeout_s: float) -> str | dict:
+    if isinstance(program, str):
+        return program
+    if not isinstance(program, Program):
+        raise TypeError(f"sandbox programs are Python source (str) or a Program, got {type(program).__name__}")
+    return program.to_request(compile_timeout_s)
+
+
 def _per_program(timeout_s: float | Sequence[float], n: int) -> list[float]:
     """``timeout_s`` as one positive limit per program (errors name the bad one)."""
     limits = [float(t) for t in timeout_s] if isinstance(timeout_s, Sequence) else [float(timeout_s)] * n
@@ -363,9 +393,10 @@ def _per_program(timeout_s: float | Sequence[float], n: int) -> list[float]:
 
 def _to_result(msg: dict) -> ExecResult:
     try:
+        compile_s = msg.get("compile_s")
         return ExecResult(Status(msg["status"]), str(msg["stdout"]), str(msg["stderr"]),
                           msg["exit_code"] if isinstance(msg["exit_code"], int) else None,
-                          float(msg["duration_s"]))
+                          float(msg["duration_s"]), compile_s=None if compile_s is None else float(compile_s))
     except (KeyError, ValueError, TypeError) as e:
         return ExecResult(Status.ERROR, "", f"[sandbox] malformed worker reply: {e!r}", None, 0.0)
 

@@ -22,6 +22,8 @@ default); a calibrated one costs a looping completion about its task's floor. De
   as a warning); the calibration run itself has the ceiling as its limit.
 
 Runtimes are cached by content hash of (program, Python version) in ``sandbox_runtimes.json``
+(a compiled-language :class:`~domainspec.common.sandbox.program.Program`: its files, commands and
+environment; the runtime is the run step's, without the compile)
 under ``$DOMAINSPEC_CACHE`` (default ``~/.cache/domainspec``), so each reference is measured once
 per machine and again only when its program changes. A reference that fails or times out is a
 :class:`CalibrationError` naming the task, never a silent fallback: its task's limit would be a
@@ -57,8 +59,11 @@ def limit_for(runtime_s: float, factor: float, floor_s: float, ceiling_s: float)
     return round(min(ceiling_s, max(floor_s, factor * runtime_s)), 3)
 
 
-def program_key(program: str) -> str:
-    """The cache key of a program's runtime: its content and the interpreter that runs it."""
+def program_key(program) -> str:
+    """The cache key of a program's runtime: its content and the interpreter that runs it (a
+    :class:`~domainspec.common.sandbox.program.Program`: its files, commands and language)."""
+    if not isinstance(program, str):
+        return content_hash({"program": program.key(), "python": platform.python_version()})
     return content_hash({"program": program, "python": platform.python_version()})
 
 

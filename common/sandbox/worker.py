@@ -9,6 +9,10 @@ The host imports :func:`pop_line` and :func:`pid_namespace` from here instead of
 
 Protocol (JSON lines; never pickle, so a compromised worker cannot run code in the host):
   host -> worker  ``{"uid": int | null}`` once, then ``{"program": str, "timeout_s": float}``
+                  (Python) or ``{"program": {"files": [[name, text], ...], "compile": argv | null,
+                  "run": argv, "env": {...}, "memory": "as" | "data", "compile_timeout_s": float},
+                  "timeout_s": float}`` (any other language: files written, compiled, run; see
+                  ``domainspec.common.sandbox.program``)
   worker -> host  ``{"ready": true, ...}`` once, then one result object per request.
 When its stdin reaches EOF (the host exited or was killed) the worker kills its program
 and exits; inside a PID namespace everything left dies with it.
@@ -85,43 +89,80 @@ def _drop_privileges(uid: int) -> None:
     _prctl(PR_SET_KEEPCAPS, 0)
 
 
-def _set_limits(lim: dict, timeout_s: float) -> None:
+def _set_limits(lim: dict, timeout_s: float, memory: str = "as") -> None:
+    """``memory``: "as" puts memory_mb on the address space (Python, C++...); "data" on RLIMIT_DATA
+    (private writable memory) with the address space unlimited, for the JVM, Go and V8, which
+    reserve tens of GiB of address space they never touch."""
     cpu = int(timeout_s) + 2
-    as_bytes = lim["memory_mb"] * 1024 * 1024
+    mem_bytes = lim["memory_mb"] * 1024 * 1024
     fsize = lim["file_size_mb"] * 1024 * 1024
-    for res, value in ((resource.RLIMIT_AS, as_bytes), (resource.RLIMIT_FSIZE, fsize),
+    mem_res = resource.RLIMIT_AS if memory == "as" else resource.RLIMIT_DATA
+    for res, value in ((mem_res, mem_bytes), (resource.RLIMIT_FSIZE, fsize),
                        (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NPROC, lim["max_processes"])):
         resource.setrlimit(res, (value, value))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+
+
+def _env(tmp: str) -> dict:
+    """The scrubbed environment of every program: its private directory is $HOME and $TMPDIR, so
+    tools that write caches under them (Go's build cache, npm, javac) write inside it."""
+    return {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": tmp, "TMPDIR": tmp,
+            "XDG_CACHE_HOME": os.path.join(tmp, ".cache"), "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8",
+            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+
+
+def _enter_jail(tmp: str, lim: dict, timeout_s: float, fds: tuple, uid: int | None, env: dict,
+                memory: str = "as") -> None:
+    """In a forked child: own session, fds 0-3, private cwd, scrubbed env, rlimits, own uid, no_new_privs."""
+    out_w, err_w, status_w = fds
+    os.setsid()
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(out_w, 1)
+    os.dup2(err_w, 2)
+    os.dup2(status_w, STATUS_FD)
+    os.closerange(STATUS_FD + 1, 1 << 16)
+    os.chdir(tmp)
+    os.environ.clear()
+    os.environ.update(env)
+    for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    _set_limits(lim, timeout_s, memory)
+    if uid is not None:
+        _drop_privileges(uid)
+        _prctl(PR_SET_DUMPABLE, 1)  # own /proc/self readable again after the uid change
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)  # setuid binaries cannot give root back
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # after the uid change, which clears it
+
+
+def untrusted_exec_child(argv: list, files: list, extra_env: dict, tmp: str, lim: dict, timeout_s: float,
+                         fds: tuple, uid: int | None, memory: str) -> None:
+    """Runs in the forked child and never returns: enter the jail, write ``files`` (as the program's
+    uid, so RLIMIT_FSIZE binds), then execve ``argv`` (a compiler, or a compiled/interpreted program)."""
+    write, _exit = os.write, os._exit
+    try:
+        _enter_jail(tmp, lim, timeout_s, fds, uid, {**_env(tmp), **extra_env}, memory)
+        for name, text in files:
+            fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+            data = text.encode("utf-8", errors="surrogatepass")
+            while data:
+                data = data[os.write(fd, data):]
+            os.close(fd)
+        os.set_inheritable(STATUS_FD, False)  # the program never holds its verdict channel
+        os.execve(argv[0], argv, os.environ)
+    except BaseException as e:  # noqa: BLE001 - setup or exec failure, reported as ERROR
+        write(2, f"[sandbox] could not start {argv[0]}: {e!r}\n".encode(errors="replace"))
+        write(STATUS_FD, b"E")
+    _exit(EXIT_SETUP_FAILED)
 
 
 def untrusted_child(program: str, tmp: str, lim: dict, timeout_s: float, fds: tuple,
                     marker: bytes, uid: int | None) -> None:
     """Runs in the forked child and never returns: set up the jail, then exec the program."""
     write, _exit = os.write, os._exit  # held here: the program may monkeypatch os/sys
-    out_w, err_w, status_w = fds
     try:
-        os.setsid()
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
-        os.dup2(status_w, STATUS_FD)
-        os.closerange(STATUS_FD + 1, 1 << 16)
-        os.chdir(tmp)
-        os.environ.clear()
-        os.environ.update({"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": tmp, "TMPDIR": tmp,
-                           "LANG": "C.UTF-8", "PYTHONIOENCODING": "utf-8",
-                           "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"})
-        for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        _set_limits(lim, timeout_s)
-        if uid is not None:
-            _drop_privileges(uid)
-            _prctl(PR_SET_DUMPABLE, 1)  # own /proc/self readable again after the uid change
-        _prctl(PR_SET_NO_NEW_PRIVS, 1)  # setuid binaries cannot give root back
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # after the uid change, which clears it
+        _enter_jail(tmp, lim, timeout_s, fds, uid, _env(tmp))
         sys.stdin = open(0, "r", closefd=False)
         sys.stdout = open(1, "w", closefd=False, encoding="utf-8", errors="backslashreplace")
         sys.stderr = open(2, "w", closefd=False, encoding="utf-8", errors="backslashreplace")
@@ -237,18 +278,28 @@ class Worker:
         return os.waitpid(pid, 0)[1] == 0
 
     # ------------------------------------------------------------- one program
-    def run_one(self, program: str, timeout_s: float) -> dict:
-        lim = self.cfg["limits"]
+    def run_one(self, program, timeout_s: float) -> dict:
+        """``program``: Python source (str) or a compiled-language request (dict, see the protocol)."""
         tmp = self._fresh_tmp()
+        try:
+            if isinstance(program, dict):
+                return self._run_compiled(program, tmp, timeout_s)
+            return self._run_python(program, tmp, timeout_s)
+        finally:
+            self._recycle_tmp(tmp)
+
+    def _step(self, target, timeout_s: float) -> dict:
+        """Fork ``target(fds)`` (a child that never returns) and follow it to its end: output tails,
+        exit code, status-fd bytes; every process it left is killed and reaped."""
+        lim = self.cfg["limits"]
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         st_r, st_w = os.pipe()
-        marker = b"D" + os.urandom(16).hex().encode() + b":"
         t0 = time.monotonic()
         pid = os.fork()
         if pid == 0:
             try:
-                untrusted_child(program, tmp, lim, timeout_s, (out_w, err_w, st_w), marker, self.uid)
+                target((out_w, err_w, st_w))
             finally:
                 os._exit(EXIT_SETUP_FAILED)
         for fd in (out_w, err_w, st_w):
@@ -261,10 +312,16 @@ class Worker:
         wait_status = os.waitpid(pid, 0)[1]
         self._kill_leftovers()
         self._drain(streams)
-        self._recycle_tmp(tmp)
-        code = os.waitstatus_to_exitcode(wait_status)
-        status_bytes = bytes(streams[st_r].buf)
-        stderr = streams[err_r]
+        return {"pid": pid, "timed_out": timed_out, "overflow": overflow, "duration": duration,
+                "code": os.waitstatus_to_exitcode(wait_status), "status": bytes(streams[st_r].buf),
+                "stdout": streams[out_r], "stderr": streams[err_r]}
+
+    def _run_python(self, program: str, tmp: str, timeout_s: float) -> dict:
+        lim = self.cfg["limits"]
+        marker = b"D" + os.urandom(16).hex().encode() + b":"
+        r = self._step(lambda fds: untrusted_child(program, tmp, lim, timeout_s, fds, marker, self.uid),
+                       timeout_s)
+        code, status_bytes, stderr, timed_out = r["code"], r["status"], r["stderr"], r["timed_out"]
         if timed_out:
             status = "timeout"
             stderr.add(f"\n[sandbox] wall-clock limit of {timeout_s:g}s reached\n".encode())
@@ -272,10 +329,10 @@ class Worker:
             status = "error"
         elif code == EXIT_SETUP_FAILED and not status_bytes:
             status = "error"
-        elif overflow:
+        elif r["overflow"]:
             status = "failed"
             stderr.add(b"\n[sandbox] output limit exceeded, program killed\n")
-        elif code == 0 and status_bytes == marker + str(pid).encode():
+        elif code == 0 and status_bytes == marker + str(r["pid"]).encode():
             status = "passed"
         else:
             status = "failed"
@@ -283,8 +340,53 @@ class Worker:
                 stderr.add(b"\n[sandbox] exited with status 0 before its last statement\n")
             elif code < 0:
                 stderr.add(f"\n[sandbox] killed by signal {signal.Signals(-code).name}\n".encode())
-        return {"status": status, "stdout": streams[out_r].text(), "stderr": stderr.text(),
-                "exit_code": None if timed_out else code, "duration_s": duration}
+        return {"status": status, "stdout": r["stdout"].text(), "stderr": stderr.text(),
+                "exit_code": None if timed_out else code, "duration_s": r["duration"]}
+
+    def _run_compiled(self, req: dict, tmp: str, timeout_s: float) -> dict:
+        """Write the files, compile (its own limit; any failure is ERROR), run (PASSED iff exit 0)."""
+        lim, uid, memory = self.cfg["limits"], self.uid, req.get("memory", "as")
+        env = {str(k): str(v).replace("{dir}", tmp) for k, v in (req.get("env") or {}).items()}
+        files = [(str(n), str(t)) for n, t in req["files"]]
+
+        def argv(cmd):
+            return [str(a).replace("{dir}", tmp) for a in cmd]
+
+        compile_s = None
+        if req.get("compile"):
+            limit = float(req["compile_timeout_s"])
+            c = self._step(lambda fds: untrusted_exec_child(argv(req["compile"]), files, env, tmp, lim, limit,
+                                                            fds, uid, memory), limit)
+            compile_s = c["duration"]
+            if c["timed_out"] or c["overflow"] or c["code"] != 0 or c["status"]:
+                out = c["stdout"].text() + c["stderr"].text()
+                if c["timed_out"]:
+                    why = f"compile step exceeded its limit of {limit:g}s"
+                elif c["overflow"]:
+                    why = "compiler output limit exceeded"
+                else:
+                    why = "compile error: " + _last_error_line(out)
+                return {"status": "error", "stdout": "", "stderr": f"{out}\n[sandbox] {why}\n",
+                        "exit_code": None if c["timed_out"] else c["code"], "duration_s": compile_s,
+                        "compile_s": compile_s}
+            files = []  # written by the compile step
+        r = self._step(lambda fds: untrusted_exec_child(argv(req["run"]), files, env, tmp, lim, timeout_s,
+                                                        fds, uid, memory), timeout_s)
+        code, stderr = r["code"], r["stderr"]
+        if r["timed_out"]:
+            status = "timeout"
+            stderr.add(f"\n[sandbox] wall-clock limit of {timeout_s:g}s reached\n".encode())
+        elif r["status"]:
+            status = "error"
+        elif r["overflow"]:
+            status = "failed"
+            stderr.add(b"\n[sandbox] output limit exceeded, program killed\n")
+        else:
+            status = "passed" if code == 0 else "failed"
+            if code < 0:
+                stderr.add(f"\n[sandbox] killed by signal {signal.Signals(-code).name}\n".encode())
+        return {"status": status, "stdout": r["stdout"].text(), "stderr": stderr.text(),
+                "exit_code": None if r["timed_out"] else code, "duration_s": r["duration"], "compile_s": compile_s}
 
     def _fresh_tmp(self) -> str:
         if self.spare_tmp is not None:
@@ -400,6 +502,26 @@ class Worker:
                             os.kill(int(entry), signal.SIGKILL)
                     except (OSError, IndexError):
                         pass
+
+
+_SUMMARY = ("aborting due to", "compilation terminated", "build failed", "errors generated", "error(s)",
+            "for more information about this error", "errors parsing")
+
+
+def _last_error_line(output: str) -> str:
+    """The compiler's last error line: naming an error or located at ``file:line:col:`` (Go), not a
+    summary ("aborting due to 1 previous error", "1 error"); else its last line. Cut to 300 chars."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ("error" in ln.lower() or _located(ln))
+              and not any(s in ln.lower() for s in _SUMMARY) and not ln.split(" ")[0].isdigit()
+              and not ln.lower().startswith("found ")]
+    return (errors or lines or ["(no output)"])[-1][:300]
+
+
+def _located(line: str) -> bool:
+    """``path:line:col: message`` with a path of no spaces (not rustc's `` --> main.rs:9:1`` pointer)."""
+    head = line.split(": ", 1)[0].split(":")
+    return len(head) >= 3 and head[-1].isdigit() and head[-2].isdigit() and not any(c.isspace() for c in head[0])
 
 
 def _kill_group(pid: int) -> None:

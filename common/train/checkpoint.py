@@ -14,7 +14,12 @@ filesystem), then deletes all but the newest ``keep_last``. A kill at any point 
 either the previous set of complete checkpoints or the new one. Assumes the output
 folder is on a filesystem every rank sees (shared storage on multi-node runs).
 
-Resuming on a different world size is refused: ZeRO shards are per rank and this
+The data position (``samples_seen``, ``epoch``, ``epoch_offset``) is a count over one global
+stream that every rank slices by its rank (``StepSampler`` in loop.py), so it does not depend on
+the number of ranks. Resuming on a different world size is therefore possible under ZeRO-0
+(one full copy of weights and optimizer state) with ``reshard=True``: the new ranks continue at
+the next unseen sequence, and a rank without a saved RNG state takes rank 0's (at a fresh start
+every rank seeds alike too). Otherwise it is refused: ZeRO-1/2/3 shards are per rank and this
 module does not convert them (DeepSpeed's universal checkpoint would).
 """
 from __future__ import annotations
@@ -108,11 +113,12 @@ class Checkpointer:
         found = list_checkpoints(self.root)
         return found[-1] if found else None
 
-    def load(self, engine: Any, expect: dict[str, Any]) -> dict[str, Any] | None:
+    def load(self, engine: Any, expect: dict[str, Any], reshard: bool = False) -> dict[str, Any] | None:
         """Restore the newest complete checkpoint into ``engine``; return its trainer state (None: fresh start).
 
         ``expect`` holds values that must match the checkpoint (e.g. ZeRO stage, global
-        batch, dataset length); a mismatch raises with both values named.
+        batch, dataset length); a mismatch raises with both values named. ``reshard``: accept
+        a checkpoint of another world size (the caller guarantees ZeRO-0; see the module docstring).
         """
         import torch
         if self.rank == 0 and self.root.is_dir():
@@ -124,11 +130,13 @@ class Checkpointer:
             return None
         step, path = found
         state = json.loads((path / STATE_FILE).read_text())
-        if state.get("world_size") != self.world_size:
+        saved_world = state.get("world_size")
+        if saved_world != self.world_size and not (reshard and state.get("zero_stage") == 0):
             raise RuntimeError(
-                f"{path}: checkpoint was written by {state.get('world_size')} ranks but this run has "
-                f"{self.world_size}; resuming on a different world size needs DeepSpeed's universal checkpoint, "
-                f"which domainspec does not support. Resume with {state.get('world_size')} ranks, or start fresh "
+                f"{path}: checkpoint was written by {saved_world} ranks but this run has "
+                f"{self.world_size}; under ZeRO-0 set train.reshard_on_resume=true to continue at the next unseen "
+                f"sequence on {self.world_size} ranks; ZeRO-1/2/3 shards need DeepSpeed's universal checkpoint, "
+                f"which domainspec does not support. Resume with {saved_world} ranks, or start fresh "
                 f"(--no-resume / a new output folder).")
         for key, value in expect.items():
             if state.get(key) != value:
@@ -139,6 +147,13 @@ class Checkpointer:
                                               load_lr_scheduler_states=True)
         if load_path is None:
             raise RuntimeError(f"{path}: DeepSpeed could not load this checkpoint")
-        set_rng_state(torch.load(path / f"rng_state_rank{self.rank}.pt", weights_only=False))
-        log.info("resumed from %s (step %d)", path, step)
+        rng = path / f"rng_state_rank{self.rank}.pt"
+        if not rng.exists() and saved_world != self.world_size:
+            rng = path / "rng_state_rank0.pt"  # a rank the old run did not have
+        set_rng_state(torch.load(rng, weights_only=False))
+        if saved_world != self.world_size:
+            log.info("resumed from %s (step %d) written by %d ranks on %d: data position resharded at sequence %d "
+                     "of the global stream", path, step, saved_world, self.world_size, state.get("samples_seen", -1))
+        else:
+            log.info("resumed from %s (step %d)", path, step)
         return state

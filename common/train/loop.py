@@ -37,6 +37,7 @@ from pydantic import Field, model_validator
 
 from domainspec.common.artifacts import read_jsonl_rows
 from domainspec.common.config import Config
+from domainspec.common.train.data_stream import DataOrderLog, StepSampler, data_position, step_batches  # noqa: F401
 from domainspec.common.train.schedules import ScheduleKind, lr_lambda
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,15 @@ class TrainConfig(Config):
     precision: Literal["auto", "bf16", "fp32"] = Field("auto", description="'auto': bf16 on GPUs that support it, "
                                                        "fp32 otherwise (CPU).")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
+    data_workers: int = Field(0, ge=0, description="DataLoader worker processes per rank that read and collate the "
+                              "next steps' micro-batches while this one trains (0 = in the training process).")
+    prefetch_steps: int = Field(2, ge=1, description="Steps of micro-batches each data worker prepares ahead.")
+    reshard_on_resume: bool = Field(False, description="ZeRO-0 only: resume a checkpoint written by a different "
+                                    "number of ranks. The data position is global (sequences seen), so the new "
+                                    "ranks continue at the next unseen sequence; ranks without a saved RNG state "
+                                    "take rank 0's.")
+    record_data_order: bool = Field(False, description="Write data_order/rank<R>.jsonl: the dataset indices each "
+                                    "rank consumed at each step (an audit of what the model saw).")
     progress: bool = Field(True, description="Show a tqdm progress bar on rank 0.")
 
     @model_validator(mode="after")
@@ -151,29 +161,6 @@ def _plan(cfg: TrainConfig, dataset: Sequence, objective, rank: int, world: int)
                          f"{cfg.micro_batch_size} x world size {world} = {per_pass}")
     steps = cfg.max_steps or max(1, math.ceil(cfg.epochs * len(dataset) / gb))
     return _Plan(world, rank, seq_len, gb, gb // per_pass, steps)
-
-
-class StepSampler:
-    """Deterministic data order: a seeded permutation per epoch, concatenated; step s takes
-    positions [s*B, (s+1)*B) of that stream, rank r the r-th contiguous slice of them.
-    The data position is therefore a function of the step alone, which is what resume needs."""
-
-    def __init__(self, n: int, plan: _Plan, micro: int, seed: int):
-        self.n, self.plan, self.micro, self.seed = n, plan, micro, seed
-        self._epoch, self._perm = -1, None
-
-    def _index(self, pos: int) -> int:
-        import torch
-        epoch = pos // self.n
-        if epoch != self._epoch:
-            self._epoch = epoch
-            self._perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + epoch)).tolist()
-        return self._perm[pos % self.n]
-
-    def micro_batches(self, step: int) -> list[list[int]]:
-        p = self.plan
-        start = step * p.global_batch + p.rank * p.grad_accum * self.micro
-        return [[self._index(start + j * self.micro + i) for i in range(self.micro)] for j in range(p.grad_accum)]
 
 
 def _resolve_bf16(precision: str) -> bool:
@@ -314,10 +301,14 @@ def _train(model, tokenizer, dataset: Sequence, objective, cfg: TrainConfig, out
     ckpt = Checkpointer(out_dir / "checkpoints", cfg.keep_last, rank, world)
     data_state = {"zero_stage": cfg.zero_stage, "global_batch": plan.global_batch, "dataset_len": len(dataset),
                   "seed": cfg.seed}
-    state = ckpt.load(engine, expect=data_state) if resume else None
+    if getattr(dataset, "fingerprint", None):  # prepared shards: resume only on the same data
+        data_state["dataset_fingerprint"] = dataset.fingerprint
+    state = ckpt.load(engine, expect=data_state, reshard=cfg.reshard_on_resume and cfg.zero_stage == 0) \
+        if resume else None
     start = state["step"] if state else 0
     sampler = StepSampler(len(dataset), plan, cfg.micro_batch_size, cfg.seed)
     metrics_log = MetricsLog(out_dir, enabled=rank == 0, resume_step=start)
+    order_log = DataOrderLog(out_dir, rank, cfg.record_data_order, start)
     if rank == 0:
         cfg.save_resolved(out_dir, "train_config.yaml")
         attn = getattr(getattr(model, "config", None), "_attn_implementation", "n/a")
@@ -331,9 +322,11 @@ def _train(model, tokenizer, dataset: Sequence, objective, cfg: TrainConfig, out
                dynamic_ncols=True)
     engine.train()
     loss_value, window_tokens, window_start = None, 0, time.perf_counter()
-    for step in range(start, plan.total_steps):
+    loader = step_batches(dataset, objective.collate, sampler, start, plan.total_steps, cfg.data_workers,
+                          cfg.prefetch_steps)
+    for step, (indices, batches) in zip(range(start, plan.total_steps), loader):
         lr = engine.get_lr()[0]  # the LR this update uses (the scheduler stepped after the previous one)
-        batches = [objective.collate([dataset[i] for i in idx]) for idx in sampler.micro_batches(step)]
+        order_log.write(step + 1, indices)
         counts = [objective.num_targets(b) for b in batches]
         total_targets = _all_reduce_sum([float(sum(counts))], engine.device)[0]
         loss_sum, metric_sums, grad_norm = torch.zeros((), device=engine.device), {}, None
@@ -354,7 +347,7 @@ def _train(model, tokenizer, dataset: Sequence, objective, cfg: TrainConfig, out
         done = step + 1
         # the last step is checkpointed too, so resuming a finished run trains nothing
         if cfg.save_every and (done % cfg.save_every == 0 or done == plan.total_steps):
-            ckpt.save(engine, done, data_state | {"samples_seen": done * plan.global_batch})
+            ckpt.save(engine, done, data_state | data_position(done * plan.global_batch, len(dataset)))
         if done % cfg.log_every == 0 or done == plan.total_steps:
             keys = sorted(metric_sums)
             sums = _all_reduce_sum([float(loss_sum), float(window_tokens)] + [metric_sums[k] for k in keys], engine.device)
@@ -371,6 +364,7 @@ def _train(model, tokenizer, dataset: Sequence, objective, cfg: TrainConfig, out
         bar.update(1)
     bar.close()
     metrics_log.close()
+    order_log.close()
     if loss_value is None and rank == 0 and metrics_log.path.exists():  # resumed a finished run
         rows = read_jsonl_rows(metrics_log.path, tolerate_torn_tail=True)
         loss_value = rows[-1]["loss"] if rows else None

@@ -1,6 +1,6 @@
 """What a benchmark is: the :class:`Task` record and the :class:`Benchmark` interface.
 
-Each benchmark module (humaneval, mbpp, gsm8k, hendrycks_math) defines one
+Each benchmark module (humaneval, mbpp, evalplus, gsm8k, hendrycks_math, ...) defines one
 object satisfying :class:`Benchmark`; :mod:`domainspec.eval.benchmarks.registry` registers
 them by name. Scoring (:mod:`domainspec.eval.scoring`) only talks to this
 interface, so a new benchmark touches no scoring code. Nothing here runs code;
@@ -43,6 +43,12 @@ class Benchmark(Protocol):
     ``reference_completion(task) -> str | None`` (the task's reference solution as a completion;
     scoring times ``program(task, reference)`` once per machine to set that task's time limit,
     see :mod:`domainspec.common.sandbox.time_limits`);
+    a code benchmark whose tests compare outputs with its reference solution's (HumanEval+, MBPP+,
+    :mod:`domainspec.eval.benchmarks.evalplus`) may also provide ``prepare(tasks, sandbox, config)
+    -> (time limit per task id, summary info)``, which scoring calls instead of the calibration above
+    before any ``program`` (it computes the expected outputs in that sandbox), and
+    ``verdict(task, exec_result)`` -> an object with ``passed``, ``status``, ``base_passed``,
+    ``base_status`` and ``detail`` (the base-tests verdict goes into results.jsonl and ``base_pass@k``);
     ``kind == "math"`` benchmarks provide ``gold(task) -> str`` and
     ``breakdown(task) -> dict`` (e.g. subject and level for the report).
     Every benchmark names its local copy (``local_copy(data_dir)``) and the text of each

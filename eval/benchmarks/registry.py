@@ -28,12 +28,19 @@ from domainspec.eval.benchmarks.base import Kind
 BUILTIN = {
     "humaneval": "domainspec.eval.benchmarks.humaneval:HUMANEVAL",
     "mbpp": "domainspec.eval.benchmarks.mbpp:MBPP",
+    "humaneval_plus": "domainspec.eval.benchmarks.evalplus:HUMANEVAL_PLUS",
+    "mbpp_plus": "domainspec.eval.benchmarks.evalplus:MBPP_PLUS",
     "gsm8k": "domainspec.eval.benchmarks.gsm8k:GSM8K",
     "math": "domainspec.eval.benchmarks.hendrycks_math:MATH",
     # the rest of Qwen2.5-Math's evaluation suite (eval/benchmarks/qwen_math_suite.py)
     **{name: f"domainspec.eval.benchmarks.qwen_math_suite:{name.upper()}" for name in (
         "aime24", "amc23", "minerva_math", "olympiadbench", "college_math", "gaokao2023en", "svamp", "asdiv",
         "cmath", "math23k")},
+    # HumanEval in other languages, one name per format and language (eval/benchmarks/multilingual.py)
+    **{name: f"domainspec.eval.benchmarks.multilingual:{name.upper().replace('-', '_')}" for name in (
+        "humaneval-x-cpp", "humaneval-x-go", "humaneval-x-java", "humaneval-x-js", "humaneval-x-rust",
+        "multipl-e-cpp", "multipl-e-go", "multipl-e-java", "multipl-e-js", "multipl-e-php", "multipl-e-rs",
+        "multipl-e-sh", "multipl-e-ts")},
 }
 
 _COMMON = ("load", "prompt", "stop_sequences", "protocol", "local_copy", "decontamination_texts")
