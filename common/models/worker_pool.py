@@ -116,7 +116,9 @@ class WorkerPoolBackend:
                 if dead:
                     self.close()
                     raise WorkerError("generation worker(s) died: " + ", ".join(
-                        f"worker {w} (exit code {code})" for w, code in dead)) from None
+                        f"worker {w} (exit code {code})" for w, code in dead) + "; their stderr is above. A "
+                        "script that starts workers must do so under `if __name__ == '__main__':` (spawned "
+                        "workers import the main module)") from None
                 continue
             if kind == "error":
                 self.close()
