@@ -20,6 +20,7 @@ from domainspec.common.sandbox.pool import UID_BASE, Sandbox, SandboxConfig, Sta
 from domainspec.common.sandbox.program import Program
 from domainspec.eval.languages import language_module
 from domainspec.eval.languages.base import Build, ToolchainMissing
+from test_sandbox_hostile import pids_of_uids, tagged_pids
 
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = secrets.token_hex(4)
@@ -205,39 +206,14 @@ def test_hostile_compiled_programs_are_contained(sandbox, decoy, server):
     if uid_drop or sandbox.level == "bwrap":  # without both, host files are writable (documented)
         assert not decoy["escape"].exists()
     deadline = time.monotonic() + 3
-    while time.monotonic() < deadline and _sleepers():
+    while time.monotonic() < deadline and tagged_pids(SLEEP_MARK):
         time.sleep(0.1)
-    assert not _sleepers()
+    assert not tagged_pids(SLEEP_MARK)
     if uid_drop:
-        assert _pids_of_uids({UID_BASE + w.proc.pid for w in sandbox._workers}) == []
+        assert pids_of_uids({UID_BASE + w.proc.pid for w in sandbox._workers}) == []
     if sandbox.level != "rlimits":  # rlimits has no network isolation (documented)
         with pytest.raises(BlockingIOError):
             server.accept()
-
-
-def _sleepers() -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if SLEEP_MARK.encode() in (entry / "cmdline").read_bytes():
-                    out.append(int(entry.name))
-            except OSError:
-                pass
-    return out
-
-
-def _pids_of_uids(uids: set[int]) -> list[int]:
-    out = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                for line in (entry / "status").read_text().splitlines():
-                    if line.startswith("Uid:") and int(line.split()[1]) in uids:
-                        out.append(int(entry.name))
-            except OSError:
-                pass
-    return out
 
 
 def test_a_program_of_another_type_is_refused_before_anything_runs(sandbox):

@@ -160,7 +160,8 @@ class CBBackend(HFBackend):
         # the picker samples and CB's argmax over its one-hot scores must not draw again
         gen_cfg.num_return_sequences = per_prompt
         manager = self.model.init_continuous_batching(
-            generation_config=gen_cfg, continuous_batching_config=self._cb_config(params, longest, n_requests, per_prompt),
+            generation_config=gen_cfg,
+            continuous_batching_config=self._cb_config(params, longest, n_requests, per_prompt),
             workload_hints=WorkloadHints(max_prompt_length=longest, max_generated_length=params.max_new_tokens,
                                          num_requests=n_requests))
         manager.logit_processor = _processor_list(picker)  # before start(): the batch processor takes it there

@@ -56,6 +56,15 @@ class GenerationBackend(Protocol):
         """The model's chat template rendered with the assistant turn opened."""
 
 
+def render_chat(tokenizer, messages: list[dict], owner: str | None = None) -> str:
+    """``messages`` through the tokenizer's chat template with the assistant turn opened (every backend's
+    ``apply_chat_template``); a tokenizer without a template is an error naming ``owner``."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(f"tokenizer of {owner or getattr(tokenizer, 'name_or_path', None) or 'the model'} has no "
+                         "chat template; use base-style prompts")
+    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
 def trim_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     """Text before the earliest stop string, and whether one was found."""
     cut = min((i for i in (text.find(s) for s in stop) if i >= 0), default=-1)
@@ -178,10 +187,7 @@ class HFBackend:
         self._cache_kwarg = "cache" if "cache" in accepted else "past_key_values"
 
     def apply_chat_template(self, messages: list[dict]) -> str:
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise ValueError(f"tokenizer of {getattr(self.model, 'name_or_path', 'the model')} has no chat "
-                             "template; use base-style prompts")
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return render_chat(self.tokenizer, messages, getattr(self.model, "name_or_path", None))
 
     def _encode(self, prompt: str) -> list[int]:
         # A chat-rendered prompt already holds its special tokens; a raw prompt gets the model's

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from domainspec.common.config import ConfigError
-from domainspec.common.models.generation import sample_seed, trim_at_stop
+from domainspec.common.models.generation import render_chat, sample_seed, trim_at_stop
 from domainspec.common.models.sampling import SamplingConfig, ServerConfig
 
 log = logging.getLogger(__name__)
@@ -185,10 +185,7 @@ class OpenAIBackend:
     # ------------------------------------------------------------ the backend interface
 
     def apply_chat_template(self, messages: list[dict]) -> str:
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise ValueError(f"tokenizer of {getattr(self.tokenizer, 'name_or_path', 'the model')} has no chat "
-                             "template; use base-style prompts")
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return render_chat(self.tokenizer, messages)
 
     def generate(self, prompts: Sequence[str], params: SamplingConfig, progress: bool = False,
                  sample_start: Sequence[int] | None = None,

@@ -26,6 +26,7 @@ import time
 import traceback
 from typing import Callable, Sequence
 
+from domainspec.common.models.generation import render_chat
 from domainspec.common.models.sampling import SamplingConfig
 
 log = logging.getLogger(__name__)
@@ -101,9 +102,7 @@ class WorkerPoolBackend:
                  f"GPU w % {gpus}" if gpus else f"{threads} CPU threads each")
 
     def apply_chat_template(self, messages: list[dict]) -> str:
-        if not getattr(self.tokenizer, "chat_template", None):
-            raise ValueError("the tokenizer has no chat template; use base-style prompts")
-        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        return render_chat(self.tokenizer, messages)
 
     def _collect(self, call: int | None, kinds: set[str], count: int, on_message=None) -> list:
         """Messages of ``kinds`` for ``call`` until ``count`` of them arrived; a worker error or death raises."""
