@@ -3,8 +3,8 @@
 - the step stream is one seeded permutation per epoch, sliced by rank: 2 ranks read disjoint
   slices that together cover every sequence once per epoch, in the single-rank order;
 - SIGKILL mid-training, then ``--resume`` on the same number of ranks, or on 2 ranks from a
-  1-rank checkpoint (``train.reshard_on_resume``): the ids consumed, in order, are exactly those
-  of an uninterrupted run (nothing replayed, nothing skipped).
+  1-rank checkpoint (ZeRO-0 as saved; ZeRO-2 through DeepSpeed's universal checkpoint): the ids
+  consumed, in order, are exactly those of an uninterrupted run (nothing replayed, nothing skipped).
 
 The CPT CLI is launched as users launch it (``python -m ...cpt_cli``, ``deepspeed --num_gpus 2``
 on CPU ranks, as tests/test_deepspeed_multiproc.py does). The 2-rank runs are marked slow (~1 min).
@@ -107,8 +107,17 @@ def test_dataloader_workers_prefetch_the_same_batches(tmp_path):
 @pytest.fixture(scope="module")
 def killed(tmp_path_factory):
     """A 1-rank CPT run on prepared shards, SIGKILLed after its 2nd checkpoint, mid-step."""
+    return _killed_run(tmp_path_factory.mktemp("cptresume"), zero_stage=0)
+
+
+@pytest.fixture(scope="module")
+def killed_zero2(tmp_path_factory):
+    """The same under ZeRO-2: the optimizer state is sharded per rank in the checkpoint."""
+    return _killed_run(tmp_path_factory.mktemp("cptresume_z2"), zero_stage=2)
+
+
+def _killed_run(root: Path, zero_stage: int):
     from domainspec.common.models.loading import tiny_model_path
-    root = tmp_path_factory.mktemp("cptresume")
     model = tiny_model_path()  # built once here, so the ranks do not race to build it
     cfg = root / "cpt.yaml"
     cfg.write_text(f"""\
@@ -118,7 +127,8 @@ data: [{{path: "builtin:math_corpus", limit: 40}}]
 decontam: {{enabled: false}}
 prepare: {{workers: 1}}
 train: {{lr: 2.0e-3, max_steps: {STEPS}, global_batch_size: {BATCH}, micro_batch_size: 1, save_every: {SAVE},
-         keep_last: 1, log_every: 1, progress: false, record_data_order: true, data_workers: 1}}
+         keep_last: 1, log_every: 1, progress: false, record_data_order: true, data_workers: 1,
+         zero_stage: {zero_stage}}}
 """)
     out = root / "run"
     proc = subprocess.Popen([*CLI, "--config", str(cfg), "--out", str(out)], env=_env(), start_new_session=True,
@@ -175,10 +185,18 @@ def test_sigkill_then_resume_same_ranks_continues_at_next_unseen_sequence(killed
     _check_exact_continuation(out, tmp_path / "same")
 
 
+def test_another_rank_count_is_refused_when_resharding_is_off(killed, tmp_path):
+    from domainspec.common.train.checkpoint import Checkpointer
+    _, out = killed
+    with pytest.raises(RuntimeError, match="written by 1 ranks but this run has 2 and train.reshard_on_resume is "
+                                           "false"):
+        Checkpointer(out / "checkpoints", 1, rank=0, world_size=2).load(None, {}, reshard=False)
+
+
 @pytest.mark.slow
 def test_sigkill_then_resume_on_two_ranks_reshards_the_data_position(killed, tmp_path):
     cfg, out = killed
-    r = _resume(cfg, out, tmp_path / "two", 2, "--set", "train.reshard_on_resume=true")
+    r = _resume(cfg, out, tmp_path / "two", 2)  # train.reshard_on_resume defaults to true
     assert "world size 2" in r.stdout + r.stderr and "data position resharded" in r.stdout + r.stderr
     _check_exact_continuation(out, tmp_path / "two")
     ranks = {p.name: [json.loads(x) for x in p.read_text().splitlines()]
@@ -206,3 +224,14 @@ def test_two_ranks_read_disjoint_slices_covering_each_epoch(killed, tmp_path):
     for e in range(len(flat) // n):
         assert sorted(flat[e * n:(e + 1) * n]) == list(range(n))
     assert _order(out) == _expected(n)
+
+
+@pytest.mark.slow
+def test_zero2_checkpoint_resumes_on_two_ranks_through_the_universal_checkpoint(killed_zero2, tmp_path):
+    """ZeRO-2 shards Adam's moments per rank: the 1-rank checkpoint is converted once with DeepSpeed's
+    ds_to_universal, re-partitioned over 2 ranks, and training continues at the next unseen sequence."""
+    cfg, out = killed_zero2
+    r = _resume(cfg, out, tmp_path / "two", 2)
+    log = r.stdout + r.stderr
+    assert "via DeepSpeed's universal checkpoint" in log and "ZeRO-2" in log, log[-3000:]
+    _check_exact_continuation(out, tmp_path / "two")

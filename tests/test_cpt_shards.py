@@ -200,3 +200,32 @@ def test_cpt_data_stage_prepares_what_the_cpt_stage_then_reuses(tmp_path, caplog
     with caplog.at_level("INFO", logger="domainspec.common.data.prepare"):
         ds = build_dataset(shared, load_tokenizer(cfg.model), tmp_path / "cpt", rank=0)
     assert "reusing" in caplog.text and str(ds.folder) == res["data"] and len(ds) == res["sequences"]
+
+
+def test_real_scale_pipelines_train_on_prepared_data():
+    """coder-7b / math-7b: each cpt stage runs after a cpt_data stage with the very data settings and
+    prepare root (so it finds that stage's shards by content key instead of preparing again), and
+    coder-7b's repo-level stage is the long-context one."""
+    from pathlib import Path
+
+    from domainspec.common.pipeline.plan import load_plan
+    root = Path(__file__).resolve().parents[1]
+    plan = load_plan(root / "pipelines.yaml", pipelines=["coder-7b", "math-7b"], workdir="/nonexistent/wd")
+    data_keys = ("data", "seq_len", "fim", "decontam", "max_documents", "prepare")
+    for pname, pairs in {"coder-7b": [("data", "cpt"), ("repo_data", "cpt_repo")],
+                         "math-7b": [("data", "cpt")]}.items():
+        stages = {s.name: s for s in plan.pipelines[pname]}
+        for data_stage, cpt_stage in pairs:
+            d, c = stages[data_stage], stages[cpt_stage]
+            assert d.type.name == "cpt_data" and c.type.name == "cpt" and data_stage in c.deps
+            assert c.launcher.kind == "slurm"
+            for key in data_keys:
+                assert getattr(d.config, key) == getattr(c.config, key), (pname, cpt_stage, key)
+            assert d.config.train.seed == c.config.train.seed  # the mix / FIM seed is part of the key
+            assert d.config.prepare.dir and d.config.prepare.dir.startswith("/shared/")
+    repo = {s.name: s for s in plan.pipelines["coder-7b"]}["cpt_repo"].config
+    assert repo.seq_len == 32768 and repo.model.rope_theta == 1e6
+    assert [s.repo_level for s in repo.data] == [True] and repo.data[0].repo_max_tokens == 32768
+    assert repo.model.name_or_path.endswith("cpt/final")  # continues the file-level model
+    sft = {s.name: s for s in plan.pipelines["coder-7b"]}["sft"].config
+    assert sft.model.name_or_path.endswith("cpt_repo/final")

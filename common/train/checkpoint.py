@@ -16,11 +16,17 @@ folder is on a filesystem every rank sees (shared storage on multi-node runs).
 
 The data position (``samples_seen``, ``epoch``, ``epoch_offset``) is a count over one global
 stream that every rank slices by its rank (``StepSampler`` in loop.py), so it does not depend on
-the number of ranks. Resuming on a different world size is therefore possible under ZeRO-0
-(one full copy of weights and optimizer state) with ``reshard=True``: the new ranks continue at
-the next unseen sequence, and a rank without a saved RNG state takes rank 0's (at a fresh start
-every rank seeds alike too). Otherwise it is refused: ZeRO-1/2/3 shards are per rank and this
-module does not convert them (DeepSpeed's universal checkpoint would).
+the number of ranks. A checkpoint written by another number of ranks (``reshard=True``, the
+default of ``train.reshard_on_resume``) resumes at the next unseen sequence on the new ranks:
+
+- ZeRO-0 holds one full copy of weights and optimizer state in every rank's files: loaded as is.
+- ZeRO-1/2/3 shard the optimizer state (and ZeRO-3 the weights) per rank: before the engine is
+  built, rank 0 converts the checkpoint once with DeepSpeed's universal-checkpoint tool
+  (``python -m deepspeed.checkpoint.ds_to_universal``) into ``step_N/universal/`` (written to a
+  temporary folder, then renamed), and the engine is built with ``checkpoint.load_universal``,
+  which re-partitions every parameter's fp32 weights and Adam moments over the new ranks.
+
+A rank without a saved RNG state takes rank 0's (at a fresh start every rank seeds alike too).
 """
 from __future__ import annotations
 
@@ -37,6 +43,7 @@ log = logging.getLogger(__name__)
 
 _STEP_DIR = re.compile(r"^step_(\d+)$")
 STATE_FILE = "trainer_state.json"
+UNIVERSAL_DIR = "universal"  # inside step_N: the checkpoint converted for another number of ranks
 
 
 def _barrier() -> None:
@@ -113,12 +120,33 @@ class Checkpointer:
         found = list_checkpoints(self.root)
         return found[-1] if found else None
 
-    def load(self, engine: Any, expect: dict[str, Any], reshard: bool = False) -> dict[str, Any] | None:
+    def needs_universal(self, zero_stage: int, reshard: bool) -> bool:
+        """Before the engine is built (collective): True when the newest checkpoint was written by another
+        number of ranks under ZeRO-1/2/3, so the engine must load DeepSpeed's universal format
+        (``checkpoint.load_universal``). Rank 0 converts it first, once (see the module docstring)."""
+        found = self.latest()
+        if found is None or not reshard:
+            return False
+        step, path = found
+        state = json.loads((path / STATE_FILE).read_text())
+        if state.get("world_size") == self.world_size or state.get("zero_stage") != zero_stage or zero_stage == 0:
+            return False  # same ranks, ZeRO-0 (loads as is), or a stage mismatch load() reports
+        if self.rank == 0 and not (path / UNIVERSAL_DIR).is_dir():
+            convert_to_universal(path, path / UNIVERSAL_DIR)
+        _barrier()
+        if not (path / UNIVERSAL_DIR).is_dir():
+            raise RuntimeError(f"{path}: rank 0 did not produce the universal checkpoint {path / UNIVERSAL_DIR}; "
+                               f"see rank 0's log")
+        return True
+
+    def load(self, engine: Any, expect: dict[str, Any], reshard: bool = False,
+             universal: bool = False) -> dict[str, Any] | None:
         """Restore the newest complete checkpoint into ``engine``; return its trainer state (None: fresh start).
 
         ``expect`` holds values that must match the checkpoint (e.g. ZeRO stage, global
         batch, dataset length); a mismatch raises with both values named. ``reshard``: accept
-        a checkpoint of another world size (the caller guarantees ZeRO-0; see the module docstring).
+        a checkpoint of another world size; ``universal``: the engine was built to load the
+        universal form that :meth:`needs_universal` prepared (see the module docstring).
         """
         import torch
         if self.rank == 0 and self.root.is_dir():
@@ -131,19 +159,23 @@ class Checkpointer:
         step, path = found
         state = json.loads((path / STATE_FILE).read_text())
         saved_world = state.get("world_size")
-        if saved_world != self.world_size and not (reshard and state.get("zero_stage") == 0):
-            raise RuntimeError(
-                f"{path}: checkpoint was written by {saved_world} ranks but this run has "
-                f"{self.world_size}; under ZeRO-0 set train.reshard_on_resume=true to continue at the next unseen "
-                f"sequence on {self.world_size} ranks; ZeRO-1/2/3 shards need DeepSpeed's universal checkpoint, "
-                f"which domainspec does not support. Resume with {saved_world} ranks, or start fresh "
-                f"(--no-resume / a new output folder).")
         for key, value in expect.items():
             if state.get(key) != value:
                 raise RuntimeError(f"{path}: cannot resume: {key} was {state.get(key)!r} in the checkpoint, "
                                    f"now {value!r}. Start fresh (--no-resume / a new output folder) or restore "
                                    f"the old setting.")
-        load_path, _ = engine.load_checkpoint(str(self.root), tag=path.name, load_optimizer_states=True,
+        if saved_world != self.world_size and not reshard:
+            raise RuntimeError(
+                f"{path}: checkpoint was written by {saved_world} ranks but this run has {self.world_size} and "
+                f"train.reshard_on_resume is false. Set it true to continue at the next unseen sequence on "
+                f"{self.world_size} ranks, resume with {saved_world} ranks, or start fresh "
+                f"(--no-resume / a new output folder).")
+        if saved_world != self.world_size and state.get("zero_stage", 0) != 0 and not universal:
+            raise RuntimeError(f"{path}: a ZeRO-{state.get('zero_stage')} checkpoint of {saved_world} ranks needs "
+                               f"the universal conversion on {self.world_size} ranks (Checkpointer.needs_universal "
+                               f"before the engine is built)")
+        tag = f"{path.name}/{UNIVERSAL_DIR}" if universal else path.name
+        load_path, _ = engine.load_checkpoint(str(self.root), tag=tag, load_optimizer_states=True,
                                               load_lr_scheduler_states=True)
         if load_path is None:
             raise RuntimeError(f"{path}: DeepSpeed could not load this checkpoint")
@@ -152,8 +184,34 @@ class Checkpointer:
             rng = path / "rng_state_rank0.pt"  # a rank the old run did not have
         set_rng_state(torch.load(rng, weights_only=False))
         if saved_world != self.world_size:
-            log.info("resumed from %s (step %d) written by %d ranks on %d: data position resharded at sequence %d "
-                     "of the global stream", path, step, saved_world, self.world_size, state.get("samples_seen", -1))
+            log.info("resumed from %s (step %d) written by %d ranks on %d%s: data position resharded at sequence %d "
+                     "of the global stream", path, step, saved_world, self.world_size,
+                     " via DeepSpeed's universal checkpoint" if universal else "", state.get("samples_seen", -1))
         else:
             log.info("resumed from %s (step %d)", path, step)
         return state
+
+
+def convert_to_universal(src: Path, dst: Path) -> Path:
+    """Convert one DeepSpeed ZeRO checkpoint folder into DeepSpeed's universal format (per-parameter fp32
+    weights and optimizer moments, loadable on any number of ranks), atomically: a temporary folder, then
+    a rename. Runs DeepSpeed's own converter in a child process; its output is in the error on failure."""
+    import subprocess
+    import sys
+    tmp = dst.with_name(dst.name + f".tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    workers = str(max(1, min(8, os.cpu_count() or 1)))
+    # --inject_missing_state: a plain HF model carries no Megatron universal_checkpoint_info; the converter
+    # then records the default version, which is all a non-pipeline, non-tensor-parallel model needs
+    cmd = [sys.executable, "-m", "deepspeed.checkpoint.ds_to_universal", "--input_folder", str(src),
+           "--output_folder", str(tmp), "--num_extract_workers", workers, "--num_merge_workers", workers,
+           "--inject_missing_state"]
+    log.info("converting %s to DeepSpeed's universal checkpoint for a different number of ranks", src)
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RuntimeError(f"{src}: DeepSpeed's universal-checkpoint conversion failed (exit {r.returncode}): "
+                           f"{(r.stderr or r.stdout)[-2000:]}\nResume with the original number of ranks, or "
+                           f"start fresh (--no-resume / a new output folder).")
+    os.rename(tmp, dst)
+    return dst

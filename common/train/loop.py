@@ -82,10 +82,11 @@ class TrainConfig(Config):
     data_workers: int = Field(0, ge=0, description="DataLoader worker processes per rank that read and collate the "
                               "next steps' micro-batches while this one trains (0 = in the training process).")
     prefetch_steps: int = Field(2, ge=1, description="Steps of micro-batches each data worker prepares ahead.")
-    reshard_on_resume: bool = Field(False, description="ZeRO-0 only: resume a checkpoint written by a different "
-                                    "number of ranks. The data position is global (sequences seen), so the new "
-                                    "ranks continue at the next unseen sequence; ranks without a saved RNG state "
-                                    "take rank 0's.")
+    reshard_on_resume: bool = Field(True, description="Resume a checkpoint written by a different number of "
+                                    "ranks. The data position is global (sequences seen), so the new ranks continue "
+                                    "at the next unseen sequence; ZeRO-1/2/3 checkpoints are first converted once "
+                                    "with DeepSpeed's universal-checkpoint tool (common/train/checkpoint.py); ranks "
+                                    "without a saved RNG state take rank 0's. false: refuse another rank count.")
     record_data_order: bool = Field(False, description="Write data_order/rank<R>.jsonl: the dataset indices each "
                                     "rank consumed at each step (an audit of what the model saw).")
     progress: bool = Field(True, description="Show a tqdm progress bar on rank 0.")
@@ -172,7 +173,7 @@ def _resolve_bf16(precision: str) -> bool:
     return precision == "bf16"
 
 
-def deepspeed_config(cfg: TrainConfig, plan: _Plan, bf16: bool) -> dict[str, Any]:
+def deepspeed_config(cfg: TrainConfig, plan: _Plan, bf16: bool, load_universal: bool = False) -> dict[str, Any]:
     zero: dict[str, Any] = {"stage": cfg.zero_stage}
     if cfg.zero_stage >= 1:
         zero.update(overlap_comm=False, contiguous_gradients=True)
@@ -186,6 +187,8 @@ def deepspeed_config(cfg: TrainConfig, plan: _Plan, bf16: bool) -> dict[str, Any
           "gradient_clipping": 0.0 if _loop_clips(cfg, bf16) else cfg.grad_clip,
           "zero_optimization": zero, "bf16": {"enabled": bf16}, "zero_allow_untested_optimizer": True,
           "steps_per_print": 2**62, "wall_clock_breakdown": False}
+    if load_universal:  # resuming another rank count's ZeRO-1/2/3 checkpoint (common/train/checkpoint.py)
+        ds["checkpoint"] = {"load_universal": True}
     if cfg.offload_optimizer:  # ZeRO-Offload requires DeepSpeed's own (CPU) Adam
         ds["optimizer"] = {"type": "AdamW", "params": {"lr": cfg.lr, "betas": list(cfg.betas), "eps": cfg.eps,
                                                        "weight_decay": cfg.weight_decay}}
@@ -200,7 +203,7 @@ def _param_groups(model, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _build_engine(deepspeed, model, cfg: TrainConfig, plan: _Plan, bf16: bool):
+def _build_engine(deepspeed, model, cfg: TrainConfig, plan: _Plan, bf16: bool, load_universal: bool = False):
     import torch
     groups = _param_groups(model, cfg.weight_decay)
     schedule = lr_lambda(cfg.schedule, plan.total_steps, cfg.warmup_ratio, cfg.warmup_steps, cfg.min_lr_ratio)
@@ -212,7 +215,7 @@ def _build_engine(deepspeed, model, cfg: TrainConfig, plan: _Plan, bf16: bool):
     engine, *_ = deepspeed.initialize(
         model=model, optimizer=optimizer, model_parameters=groups if optimizer is None else None,
         lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, schedule),  # called with the inner optimizer
-        config=deepspeed_config(cfg, plan, bf16))
+        config=deepspeed_config(cfg, plan, bf16, load_universal))
     if plan.world_size == 1 and cfg.zero_stage == 0:
         # nothing to average over: skip DeepSpeed's flatten / all-reduce / copy-back of every gradient
         engine.enable_backward_allreduce = False
@@ -297,13 +300,14 @@ def _train(model, tokenizer, dataset: Sequence, objective, cfg: TrainConfig, out
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     flops_tok = model_flops_per_token(model, plan.seq_len)  # before ZeRO-3 partitions the parameters
     peak = peak_flops()
-    engine = _build_engine(deepspeed, model, cfg, plan, bf16)
     ckpt = Checkpointer(out_dir / "checkpoints", cfg.keep_last, rank, world)
+    universal = resume and ckpt.needs_universal(cfg.zero_stage, cfg.reshard_on_resume)
+    engine = _build_engine(deepspeed, model, cfg, plan, bf16, universal)
     data_state = {"zero_stage": cfg.zero_stage, "global_batch": plan.global_batch, "dataset_len": len(dataset),
                   "seed": cfg.seed}
     if getattr(dataset, "fingerprint", None):  # prepared shards: resume only on the same data
         data_state["dataset_fingerprint"] = dataset.fingerprint
-    state = ckpt.load(engine, expect=data_state, reshard=cfg.reshard_on_resume and cfg.zero_stage == 0) \
+    state = ckpt.load(engine, expect=data_state, reshard=cfg.reshard_on_resume, universal=universal) \
         if resume else None
     start = state["step"] if state else 0
     sampler = StepSampler(len(dataset), plan, cfg.micro_batch_size, cfg.seed)
