@@ -82,13 +82,13 @@ def evaluate_checkpoint(model_cfg, settings: EvalSettings, out_dir: str | Path, 
     result: dict = {"toy": None, "humaneval": None}
     if settings.toy_tasks == 0 and settings.humaneval_limit == 0:
         return result
-    backend = make_backend(settings.sampling, model_config=model_cfg, model=model, tokenizer=tokenizer)
-    if settings.toy_tasks:
-        data = str(toy_data or toy_heldout_file(settings, out))
-        result["toy"] = _score_set(backend, "toy held-out", data, None, settings, out / "toy")
-    if settings.humaneval_limit != 0:
-        result["humaneval"] = _score_set(backend, "HumanEval", settings.humaneval_data, settings.humaneval_limit,
-                                         settings, out / "humaneval")
+    with make_backend(settings.sampling, model_config=model_cfg, model=model, tokenizer=tokenizer) as backend:
+        if settings.toy_tasks:
+            data = str(toy_data or toy_heldout_file(settings, out))
+            result["toy"] = _score_set(backend, "toy held-out", data, None, settings, out / "toy")
+        if settings.humaneval_limit != 0:
+            result["humaneval"] = _score_set(backend, "HumanEval", settings.humaneval_data, settings.humaneval_limit,
+                                             settings, out / "humaneval")
     (out / "eval_summary.json").write_text(json.dumps(result, indent=2))
     return result
 

@@ -103,9 +103,9 @@ def _generate(args: argparse.Namespace) -> int:
     from domainspec.eval.generate import benchmark_run, generate_for_benchmark
 
     try:
-        run = benchmark_run(args.benchmark, args.model, sampling_from_args(args), args.data, args.split, args.limit,
-                            args.style, args.gguf_file)
-        rows = generate_for_benchmark(run, args.out)
+        with benchmark_run(args.benchmark, args.model, sampling_from_args(args), args.data, args.split, args.limit,
+                           args.style, args.gguf_file) as run:
+            rows = generate_for_benchmark(run, args.out)
     except EvalDataError as e:
         print(f"domainspec eval generate: error: {e}", file=sys.stderr)
         return 2

@@ -364,6 +364,12 @@ class BenchmarkRun:
     meta: dict
     backend: object
 
+    def __enter__(self) -> "BenchmarkRun":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.backend.close()  # worker processes, server connections
+
 
 def benchmark_run(benchmark: str, model: str, sampling: SamplingConfig, data: str | None = None,
                   split: str | None = None, limit: int | None = None, style: str = "auto",

@@ -72,7 +72,8 @@ def run_generate_stage(cfg: EvalStageConfig, ctx: StageContext) -> dict:
 
     if (skipped := _no_data(cfg, ctx.out_dir)) is not None:
         return skipped
-    rows = generate_for_benchmark(_benchmark_run(cfg), ctx.out_dir / "samples.jsonl")
+    with _benchmark_run(cfg) as run:
+        rows = generate_for_benchmark(run, ctx.out_dir / "samples.jsonl")
     return {"benchmark": cfg.benchmark, "num_samples": len(rows)}
 
 
@@ -83,14 +84,14 @@ def run_eval_stage(cfg: EvalStageConfig, ctx: StageContext) -> dict:
 
     if (skipped := _no_data(cfg, ctx.out_dir)) is not None:
         return skipped
-    run = _benchmark_run(cfg)
-    if (shard := Shard.from_env()).world > 1:  # sample data-parallel; rank 0 then scores the merged file alone
-        generate_for_benchmark(run, ctx.out_dir / "samples.jsonl")
-        if shard.rank != 0:
-            return {}
-    summary = evaluate_tasks(run.bench, run.tasks, run.complete, run.sampling, ctx.out_dir, run.meta, resume=True,
-                             ks=cfg.ks, grader_mode=cfg.grader, sandbox_config=cfg.sandbox, data_path=cfg.data,
-                             split=cfg.split, limit=cfg.limit, progress=True).summary
+    with _benchmark_run(cfg) as run:
+        if (shard := Shard.from_env()).world > 1:  # sample data-parallel; rank 0 then scores the merged file alone
+            generate_for_benchmark(run, ctx.out_dir / "samples.jsonl")
+            if shard.rank != 0:
+                return {}
+        summary = evaluate_tasks(run.bench, run.tasks, run.complete, run.sampling, ctx.out_dir, run.meta,
+                                 resume=True, ks=cfg.ks, grader_mode=cfg.grader, sandbox_config=cfg.sandbox,
+                                 data_path=cfg.data, split=cfg.split, limit=cfg.limit, progress=True).summary
     return {"benchmark": cfg.benchmark, "num_tasks": summary["num_tasks"], "num_samples": summary["num_samples"],
             **{k: v for k, v in summary["metrics"].items()}}
 

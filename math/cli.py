@@ -90,7 +90,7 @@ def cmd_infer(args) -> int:
     tir = TIRConfig(max_tool_calls=args.max_tool_calls, tool_timeout_s=args.tool_timeout)
     bench = ProblemSet(Path(args.problems).stem)
     tasks = bench.tasks(problems, require_answers=False)
-    with sandbox_if(args.mode == "tir", SandboxConfig(timeout_s=args.tool_timeout)) as sb:
+    with backend, sandbox_if(args.mode == "tir", SandboxConfig(timeout_s=args.tool_timeout)) as sb:
         rows = generate_samples(tasks, completer(backend, args.mode, sb, tir, progress=True), sampling,
                                 args.out, {"mode": args.mode}, resume=False)
     answered = [p for p in problems if p["answer"] is not None]

@@ -45,6 +45,18 @@ def test_a_dead_worker_stops_the_call_with_its_exit_code():
         backend.generate(PROMPTS, SamplingConfig(max_new_tokens=8))
 
 
+def test_leaving_a_with_block_stops_the_workers():
+    """Every backend is a context manager; the worker pool's exit stops its processes (the math loop and
+    the eval stage sample inside one, so a round's workers are gone before its training starts)."""
+    with make_backend(SamplingConfig(workers=2), ModelConfig(name_or_path="tiny")) as backend:
+        procs = list(backend._procs)
+        assert [p.is_alive() for p in procs] == [True, True]
+    assert [p.is_alive() for p in procs] == [False, False] and backend._procs == []
+    with make_backend("hf") as one:  # nothing to release: close() is a no-op, the backend stays usable
+        pass
+    assert one.generate(["x = 1\n"], SamplingConfig(max_new_tokens=2))
+
+
 def test_workers_refused_where_they_cannot_work(monkeypatch):
     with pytest.raises(ValueError, match="server.max_concurrency"):
         SamplingConfig(workers=2, backend="openai", server={"base_urls": ["http://127.0.0.1:1/v1"]})

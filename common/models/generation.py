@@ -55,6 +55,23 @@ class GenerationBackend(Protocol):
     def apply_chat_template(self, messages: list[dict]) -> str:
         """The model's chat template rendered with the assistant turn opened."""
 
+    def close(self) -> None:
+        """Release what the backend holds beyond memory (worker processes, HTTP connections); idempotent.
+        Every backend is also a context manager that closes on exit: ``with make_backend(...) as b:``."""
+
+
+class Closing:
+    """``close()`` (nothing to release by default) and ``with backend:`` for every backend."""
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
 
 def render_chat(tokenizer, messages: list[dict], owner: str | None = None) -> str:
     """``messages`` through the tokenizer's chat template with the assistant turn opened (every backend's
@@ -156,7 +173,7 @@ class Completions:
             self.on_done(i, list(self.results[i]))
 
 
-class HFBackend:
+class HFBackend(Closing):
     """Batched generation with a decode loop over the transformers model's forward (prompt computed once).
 
     The model's generation_config (an instruct checkpoint's top_k, repetition_penalty, ...) plays no part:

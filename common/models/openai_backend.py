@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from domainspec.common.config import ConfigError
-from domainspec.common.models.generation import render_chat, sample_seed, trim_at_stop
+from domainspec.common.models.generation import Closing, render_chat, sample_seed, trim_at_stop
 from domainspec.common.models.sampling import SamplingConfig, ServerConfig
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ def _describe(error: Exception) -> str:
     return f"{type(error).__name__}: {error}"
 
 
-class OpenAIBackend:
+class OpenAIBackend(Closing):
     """``GenerationBackend`` over OpenAI-compatible completions servers (see the module docstring)."""
 
     def __init__(self, server: ServerConfig | None, tokenizer, served_model: str | None = None):
@@ -151,6 +151,11 @@ class OpenAIBackend:
         self.last_stats: dict = {}
         self.last_logprobs: list[list[dict | None]] | None = None
         self._check_servers()
+
+    def close(self) -> None:
+        """Close every server's HTTP connection pool."""
+        for server in self.fleet.servers:
+            server.client.close()
 
     # ------------------------------------------------------------ construction
 

@@ -26,7 +26,7 @@ import time
 import traceback
 from typing import Callable, Sequence
 
-from domainspec.common.models.generation import render_chat
+from domainspec.common.models.generation import Closing, render_chat
 from domainspec.common.models.sampling import SamplingConfig
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def _worker_main(rank: int, name: str, model_config: dict, env: dict, threads: i
             outbox.put(("error", call, rank, traceback.format_exc()))
 
 
-class WorkerPoolBackend:
+class WorkerPoolBackend(Closing):
     """The generation backend interface over ``workers`` local processes running backend ``name``."""
 
     def __init__(self, name: str, model_config, workers: int, tokenizer=None):
