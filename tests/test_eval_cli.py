@@ -3,6 +3,8 @@ functions as typed values (those functions are replaced by recorders, so nothing
 import functools
 import inspect
 
+import contextlib
+
 import pytest
 
 from domainspec.common.cli import build_parser, main
@@ -45,7 +47,7 @@ def test_score_rejects_bad_arguments(bad):
 
 def _generate_with(monkeypatch, argv):
     runs, outs = [], []
-    monkeypatch.setattr(generate, "benchmark_run", _recorder(generate.benchmark_run, runs, "RUN"))
+    monkeypatch.setattr(generate, "benchmark_run", _recorder(generate.benchmark_run, runs, contextlib.nullcontext("RUN")))
     monkeypatch.setattr(generate, "generate_for_benchmark",
                         _recorder(generate.generate_for_benchmark, outs, [{"task_id": "t", "sample_index": 0}]))
     assert main(["eval", "generate", *argv]) == 0
