@@ -1,9 +1,8 @@
 """`domainspec eval` through the public CLI: score and generate flags reach the scoring and generation
 functions as typed values (those functions are replaced by recorders, so nothing heavy runs)."""
+import contextlib
 import functools
 import inspect
-
-import contextlib
 
 import pytest
 
