@@ -1,6 +1,7 @@
 """``domainspec coder ...``: multi-stage SFT and its data, from the command line.
 
     domainspec coder sft [--config FILE] [--set stages.1.train.lr=5e-4] [--out DIR]
+    domainspec coder dpo --model runs/coder_sft/final [--config FILE] [--set beta=0.2] [--out DIR]
     domainspec coder build-data --out DIR [--toy N] [--heldout N] [--stdlib] [--math N] [--filter] [--no-decontam]
 
 Without ``--config`` the embedded default recipe (coder/default_sft.yaml) runs. This
@@ -25,6 +26,14 @@ def register(subparsers) -> None:
     sft.add_argument("--check", action="store_true", help="validate the config and exit")
     sft.set_defaults(func=_sft)
 
+    dpo = sub.add_parser("dpo", help="DPO on preference pairs judged by executing the tasks' tests")
+    dpo.add_argument("--config", help="DPOConfig YAML (default: the class defaults)")
+    dpo.add_argument("--model", default=None, help="starting policy folder (sets model.name_or_path)")
+    dpo.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config field, e.g. beta=0.2 (repeatable)")
+    dpo.add_argument("--out", default="runs/coder_dpo", help="output folder (default: runs/coder_dpo)")
+    dpo.set_defaults(func=_dpo)
+
     data = sub.add_parser("build-data", help="write SFT JSONL files (toy tasks, held-out set, stdlib doctests)")
     data.add_argument("--out", required=True, help="output folder")
     data.add_argument("--toy", type=int, default=2000, help="training toy tasks to generate (0 = none)")
@@ -48,6 +57,16 @@ def _sft(args: argparse.Namespace) -> int:
         return 0
     summary = run_coder_sft(cfg, args.out)
     print(render_report(summary))
+    return 0
+
+
+def _dpo(args: argparse.Namespace) -> int:
+    from domainspec.common.config import load_config
+    from domainspec.coder.dpo import DPOConfig, markdown, run_dpo
+
+    flags = [f"model.name_or_path={args.model}"] if args.model else []
+    cfg = load_config(DPOConfig, args.config, flags + list(args.overrides))
+    print(markdown(run_dpo(cfg, args.out)))
     return 0
 
 

@@ -65,9 +65,10 @@ def _score_set(backend, name: str, data_path: str | None, limit: int | None, set
     complete = prompted_completer(backend, HUMANEVAL, "chat", render=lambda t: completion_messages(t.prompt))
     ks = [k for k in settings.ks if k <= settings.sampling.n] or [1]
     meta = {"benchmark": HUMANEVAL.name, "set": name, "model": str(getattr(backend.model, "name_or_path", ""))}
-    return evaluate_tasks(HUMANEVAL, tasks, complete, settings.sampling, out_dir, meta, ks=ks,
-                          sandbox_config=SandboxConfig(timeout_s=settings.timeout_s), data_path=data_path,
-                          limit=limit).summary
+    scored = evaluate_tasks(HUMANEVAL, tasks, complete, settings.sampling, out_dir, meta, ks=ks,
+                            sandbox_config=SandboxConfig(timeout_s=settings.timeout_s), data_path=data_path,
+                            limit=limit)
+    return None if scored is None else scored.summary  # None: a rank other than 0 under a launcher
 
 
 def evaluate_checkpoint(model_cfg, settings: EvalSettings, out_dir: str | Path, toy_data: str | Path | None = None,
@@ -89,7 +90,9 @@ def evaluate_checkpoint(model_cfg, settings: EvalSettings, out_dir: str | Path, 
         if settings.humaneval_limit != 0:
             result["humaneval"] = _score_set(backend, "HumanEval", settings.humaneval_data, settings.humaneval_limit,
                                              settings, out / "humaneval")
-    (out / "eval_summary.json").write_text(json.dumps(result, indent=2))
+    from domainspec.common.pipeline.ranks import is_rank0
+    if is_rank0():
+        (out / "eval_summary.json").write_text(json.dumps(result, indent=2))
     return result
 
 

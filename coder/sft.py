@@ -17,6 +17,11 @@ the exec filter's and every earlier stage's) is skipped; a stage killed mid-way 
 its last checkpoint (``train.save_every``); a stage whose config (or an earlier stage) changed
 is wiped and re-run. A scoring is skipped while its marker holds the eval settings and model.
 
+Under a launcher (``launcher:`` on the ``coder_sft`` stage) every rank runs the whole recipe: rank 0
+builds each stage's data mix (the execution filter runs once) and shares it, every stage trains on
+the one training loop across the ranks (ZeRO stage from ``train.zero_stage``), the held-out sampling
+is data-parallel and rank 0 scores and writes.
+
 Usage::
 
     cfg = load_coder_sft_config("coder_sft.yaml", ["stages.1.train.lr=2e-4"])
@@ -35,7 +40,7 @@ from pydantic import Field, field_validator, model_validator
 from domainspec.common.artifacts import content_hash, read_jsonl_rows
 from domainspec.common.config import (Config, ConfigError, LineIndex, apply_overrides, build_config, load_yaml)
 from domainspec.common.models.loading import ModelConfig
-from domainspec.common.pipeline import markers
+from domainspec.common.pipeline import markers, ranks
 from domainspec.common.pipeline.markers import Action
 from domainspec.common.pipeline.stages import StageType
 from domainspec.common.train.loop import TrainConfig
@@ -132,11 +137,14 @@ def _train_stage(stage: SFTStageConfig, cfg: CoderSFTConfig, model_cfg: ModelCon
     from domainspec.common.recipes.sft import sft_train
     from domainspec.coder.sft_data import build_stage_rows
 
-    rows, sources = build_stage_rows(stage.data, stage.num_samples, stage.seed, cfg.exec_filter, report_dir=sdir)
+    # the mix (and its execution filter) is built once, on rank 0; every rank trains on it
+    rows, sources = ranks.on_rank0(lambda: build_stage_rows(stage.data, stage.num_samples, stage.seed,
+                                                            cfg.exec_filter, report_dir=sdir))
     convs = [row_to_messages(row, where=f"stage {stage.name}: row {k}") for k, row in enumerate(rows)]
     result, report = sft_train(model_cfg, convs, stage.train, stage.seq_len, sdir, resume=True,
                                drop_longer=stage.drop_longer, name=f"stage {stage.name}")
-    (sdir / "data_report.json").write_text(json.dumps({"sources": sources, **report}, indent=2))
+    if ranks.is_rank0():
+        (sdir / "data_report.json").write_text(json.dumps({"sources": sources, **report}, indent=2))
     if result.resumed_from:
         log.info("stage %s: resumed from step %d", stage.name, result.resumed_from)
     return result.final_dir, result.resumed_from
@@ -148,9 +156,10 @@ def _evaluate(model_cfg: ModelConfig, cfg: CoderSFTConfig, out: Path, root: Path
     settings_hash = content_hash([cfg.eval.to_dict(), model_cfg.to_dict()])
     if (done := markers.is_done(out, settings_hash)).action is Action.SKIP:
         return done.marker.result  # scored earlier with the same settings
-    toy = toy_heldout_file(cfg.eval, root) if cfg.eval.toy_tasks else None
-    result = evaluate_checkpoint(model_cfg, cfg.eval, out, toy_data=toy)
-    markers.write_done(out, settings_hash, result)
+    toy = ranks.on_rank0(lambda: toy_heldout_file(cfg.eval, root)) if cfg.eval.toy_tasks else None
+    result = evaluate_checkpoint(model_cfg, cfg.eval, out, toy_data=toy)  # every rank samples its share
+    if ranks.is_rank0():
+        markers.write_done(out, settings_hash, result)
     return result
 
 
@@ -164,11 +173,17 @@ def _metrics(result: dict | None) -> dict:
 
 
 def run_coder_sft(cfg: CoderSFTConfig, out_dir: str | Path) -> dict:
-    """Run (or resume) every stage; returns and writes the run summary (see module docstring)."""
+    """Run (or resume) every stage; returns and writes the run summary (see module docstring).
+
+    Under a launcher every rank runs this: each stage trains on the one training loop across the ranks,
+    the held-out sampling is data-parallel, and rank 0 alone builds the data mix and writes files."""
     check_config(cfg)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg.save_resolved(out)
+    ranks.start_ranks()
+    if ranks.is_rank0():
+        out.mkdir(parents=True, exist_ok=True)
+        cfg.save_resolved(out)
+    ranks.barrier()
     start = time.perf_counter()
     summary: dict = {"model": cfg.model.name_or_path, "stages": []}
     model_cfg = cfg.model
@@ -186,27 +201,35 @@ def run_coder_sft(cfg: CoderSFTConfig, out_dir: str | Path) -> dict:
                 stage_model = model_cfg.model_copy(update={"name_or_path": record["final"], "gguf_file": None})
                 record["eval"] = _metrics(_evaluate(stage_model, cfg, sdir / "eval", out))
         else:
-            if sdir.exists() and not markers.may_resume(sdir, chain):
-                log.info("stage %d (%s): config or an earlier stage changed; starting it afresh", i + 1, stage.name)
-                shutil.rmtree(sdir)
-            sdir.mkdir(parents=True, exist_ok=True)
-            markers.mark_running(sdir, chain)
-            stage.save_resolved(sdir, "stage_config.yaml")
+            if ranks.is_rank0():
+                if sdir.exists() and not markers.may_resume(sdir, chain):
+                    log.info("stage %d (%s): config or an earlier stage changed; starting it afresh", i + 1,
+                             stage.name)
+                    shutil.rmtree(sdir)
+                sdir.mkdir(parents=True, exist_ok=True)
+                markers.mark_running(sdir, chain)
+                stage.save_resolved(sdir, "stage_config.yaml")
+            ranks.barrier()
             final, resumed_from = _train_stage(stage, cfg, model_cfg, sdir)
             stage_model = model_cfg.model_copy(update={"name_or_path": str(final), "gguf_file": None})
             scores = None
             if cfg.eval_every_stage or i == len(cfg.stages) - 1:
                 scores = _evaluate(stage_model, cfg, sdir / "eval", out)
-            losses = [r["loss"] for r in read_jsonl_rows(sdir / "metrics.jsonl", tolerate_torn_tail=True)]
-            record = {"name": stage.name, "dir": str(sdir), "final": str(final),
-                      "first_loss": losses[0] if losses else None, "final_loss": losses[-1] if losses else None,
-                      "resumed_from_step": resumed_from, "data": json.loads((sdir / "data_report.json").read_text()),
-                      "eval": _metrics(scores), "seconds": round(time.perf_counter() - stage_start, 1)}
-            (sdir / "summary.json").write_text(json.dumps(record, indent=2))
-            markers.write_done(sdir, chain, record, elapsed_s=record["seconds"])
+            record = {"name": stage.name, "dir": str(sdir), "final": str(final)}
+            if ranks.is_rank0():
+                losses = [r["loss"] for r in read_jsonl_rows(sdir / "metrics.jsonl", tolerate_torn_tail=True)]
+                record.update({"first_loss": losses[0] if losses else None,
+                               "final_loss": losses[-1] if losses else None, "resumed_from_step": resumed_from,
+                               "data": json.loads((sdir / "data_report.json").read_text()),
+                               "eval": _metrics(scores), "seconds": round(time.perf_counter() - stage_start, 1)})
+                (sdir / "summary.json").write_text(json.dumps(record, indent=2))
+                markers.write_done(sdir, chain, record, elapsed_s=record["seconds"])
+            ranks.barrier()
         summary["stages"].append(record)
         model_cfg = model_cfg.model_copy(update={"name_or_path": record["final"], "gguf_file": None})
     summary["final_model"] = model_cfg.name_or_path
+    if not ranks.is_rank0():
+        return summary
     link = out / "final"  # stable path of the last stage's weights (the pipeline's `model` output)
     if link.is_symlink() or link.exists():
         link.unlink()
@@ -235,6 +258,8 @@ def render_report(summary: dict) -> str:
 
 def _run_stage(config: CoderSFTConfig, ctx) -> dict:
     summary = run_coder_sft(config, ctx.out_dir)
+    if not ranks.is_rank0():
+        return {}
 
     def row(name: str, ev: dict | None, loss=None) -> dict:
         toy = (ev or {}).get("toy") or {}
@@ -247,5 +272,5 @@ def _run_stage(config: CoderSFTConfig, ctx) -> dict:
 
 
 CODER_SFT_STAGE = StageType("coder_sft", CoderSFTConfig, _run_stage, outputs={"model": "final", "report": "report.md"},
-                            distributed=False, description="Multi-stage Coder SFT with execution-checked data "
+                            distributed=True, description="Multi-stage Coder SFT with execution-checked data "
                                                            "and held-out scoring after each stage")

@@ -23,7 +23,7 @@ from typing import Callable, Sequence
 from domainspec.common.artifacts import write_jsonl
 from domainspec.common.models.sampling import SamplingConfig
 from domainspec.eval.benchmarks.base import Task
-from domainspec.eval.generate import Completer, generate_samples
+from domainspec.eval.generate import Completer, Shard, generate_samples
 from domainspec.eval.scoring import Scored
 
 log = logging.getLogger(__name__)
@@ -45,11 +45,13 @@ def evaluate_tasks(bench, tasks: Sequence[Task], complete: Completer, sampling: 
                    out_dir: str | Path, meta: dict, *, resume: bool = False, ks: Sequence[int] = (1,),
                    grader=None, grader_mode: str = "strict", sandbox=None, sandbox_config=None,
                    reward: Reward | None = None, data_path: str | None = None, split: str | None = None,
-                   limit: int | None = None, progress: bool = False) -> "Scored":
+                   limit: int | None = None, progress: bool = False) -> "Scored | None":
     """Generate ``sampling.n`` samples per task, score them, write the four artifacts; returns the typed
     per-sample results and the summary.
 
     ``resume``: keep the samples already in ``out_dir/samples.jsonl`` written with the same settings.
+    Under a launcher (more than one rank) every rank calls this and samples its share of the tasks
+    (data-parallel, :func:`generate_samples`); rank 0 alone scores and writes, the other ranks return None.
     ``sandbox``/``grader``: live instances to reuse; otherwise they are made from
     ``sandbox_config``/``grader_mode`` and closed.
     """
@@ -61,6 +63,8 @@ def evaluate_tasks(bench, tasks: Sequence[Task], complete: Completer, sampling: 
     start = time.perf_counter()
     rows = generate_samples(tasks, complete, sampling, samples_path, meta, resume=resume)
     gen_s = time.perf_counter() - start
+    if Shard.from_env().rank != 0:  # under a launcher every rank samples its share; rank 0 scores
+        return None
     if reward is not None:
         rows = add_reward_scores(tasks, rows, reward)
         write_jsonl(rows, samples_path)

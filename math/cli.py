@@ -5,6 +5,7 @@
     domainspec math reject-sample --model DIR --problems p.jsonl --rm runs/rm/final --out runs/rs \
         [--set rejection_sampling.sampling.n=16]
     domainspec math loop --config math/default_loop.yaml --out runs/math_loop [--set rounds=3]
+    domainspec math grpo --model runs/math_loop/policy --out runs/grpo [--config grpo.yaml] [--set iterations=20]
 
 Handlers only parse and call; heavy imports stay inside them so ``domainspec --help`` is fast.
 Configs follow the one precedence rule: class defaults < ``--config`` YAML < ``--set key=value``.
@@ -69,6 +70,13 @@ def register(subparsers) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--out", required=True, help="run folder; rerunning resumes round by round")
     p.set_defaults(func=cmd_loop)
+
+    p = sub.add_parser("grpo", help="GRPO from a policy: group sampling, verifier / RM / shaped rewards, "
+                                    "reward health per step (--config / --set: GRPOConfig)")
+    _config_args(p)
+    p.add_argument("--model", default=None, help="starting policy folder (sets model.name_or_path)")
+    p.add_argument("--out", required=True, help="run folder; rerunning resumes iteration by iteration")
+    p.set_defaults(func=cmd_grpo)
 
 
 def cmd_infer(args) -> int:
@@ -139,4 +147,13 @@ def cmd_loop(args) -> int:
     cfg = load_config(MathLoopConfig, args.config, args.overrides)
     summary = run_loop(cfg, args.out)
     print(markdown(summary))
+    return 0
+
+
+def cmd_grpo(args) -> int:
+    from domainspec.common.config import load_config
+    from domainspec.math.grpo import GRPOConfig, markdown, run_grpo
+    flags = [f"model.name_or_path={args.model}"] if args.model else []
+    cfg = load_config(GRPOConfig, args.config, flags + list(args.overrides))
+    print(markdown(run_grpo(cfg, args.out)))
     return 0

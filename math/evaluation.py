@@ -36,6 +36,7 @@ class BenchmarkData(Config):
     name: MathBenchmarkName = Field(..., description="Registered math benchmark.")
     path: str = Field(..., description="Local data file (or hub name) the benchmark's loader reads.")
     limit: int | None = Field(None, ge=1, description="First N problems only.")
+    split: str | None = Field(None, description="Split of a hub dataset (default: the benchmark's, test).")
 
 
 EVAL_SAMPLING = sampling_section(
@@ -55,7 +56,7 @@ def benchmark_problems(spec: BenchmarkData) -> list[dict]:
     """Problems of a registered benchmark through domainspec.eval's loader and gold answers."""
     from domainspec.eval.benchmarks.registry import get_benchmark
     bench = get_benchmark(spec.name)
-    tasks = bench.load(spec.path, limit=spec.limit)
+    tasks = bench.load(spec.path, limit=spec.limit, split=spec.split)
     return [{"id": t.task_id, "question": t.prompt, "answer": bench.gold(t)} for t in tasks]
 
 
@@ -74,9 +75,12 @@ def evaluate(backend: Any, problems: Sequence[dict], cfg: MathEvalConfig, out_di
 
     Per mode, ``<out_dir>/<name>_<mode>/greedy/`` and ``.../sampled/`` each hold samples.jsonl,
     results.jsonl, summary.json and report.md; ``metrics_<name>.json`` holds the metrics of every mode.
+    Under a launcher every rank calls this and samples its share; rank 0 scores and returns the metrics,
+    the other ranks return {}.
     """
     from domainspec.eval.benchmarks.problems import ProblemSet
     from domainspec.eval.evaluate import evaluate_tasks
+    from domainspec.eval.generate import Shard
     from domainspec.eval.grader.math_grader import MathGrader
     from domainspec.eval.passk import accuracy
     from domainspec.math.tir import completer
@@ -94,10 +98,14 @@ def evaluate(backend: Any, problems: Sequence[dict], cfg: MathEvalConfig, out_di
         meta = {"set": name, "mode": mode}
         greedy = evaluate_tasks(bench, tasks, complete, cfg.sampling.greedy(), out / f"{name}_{mode}" / "greedy",
                                 meta, grader=grader)
-        metrics: dict[str, Any] = {"num_problems": len(tasks), "pass@1": greedy.summary["metrics"]["pass@1"], "k": k}
+        sampled = None
         if k > 1 and tasks:
             sampled = evaluate_tasks(bench, tasks, complete, cfg.sampling, out / f"{name}_{mode}" / "sampled", meta,
                                      grader=grader, reward=_rm_reward(rm, rm_max_length) if rm is not None else None)
+        if greedy is None:  # another rank than 0 under a launcher: it sampled its share, rank 0 scores
+            continue
+        metrics: dict[str, Any] = {"num_problems": len(tasks), "pass@1": greedy.summary["metrics"]["pass@1"], "k": k}
+        if sampled is not None:
             m = sampled.summary["metrics"]
             metrics[f"maj@{k}"] = m[f"maj@{k}"]
             metrics["sample_accuracy"] = accuracy([r.passed for r in sampled.results])
@@ -107,5 +115,6 @@ def evaluate(backend: Any, problems: Sequence[dict], cfg: MathEvalConfig, out_di
         metrics.update({"mode": mode, "set": name, "grader_mode": cfg.grader_mode, "grader_version": grader.version})
         results[mode] = metrics
         log.info("eval %s/%s: %s", name, mode, {x: v for x, v in metrics.items() if isinstance(v, float)})
-    write_json(results, out / f"metrics_{name}.json")
+    if Shard.from_env().rank == 0:
+        write_json(results, out / f"metrics_{name}.json")
     return results

@@ -1,15 +1,23 @@
 """The Qwen2.5-Math self-improvement loop: SFT -> [sample -> grade -> train RM -> rejection-sample -> SFT] x R.
 
 Round 0 fine-tunes the initial model on seed problems with reference solutions. Round k
-(1..R) takes new problems (synthetic, ``domainspec.math.synthetic``), samples ``n`` responses
-each from the policy of round k-1, grades them with the one grader, trains a reward model on
-those graded groups (initialized from the same policy), keeps the top-k correct responses per
-problem by RM score (``rejection_sampling``) and fine-tunes the policy on them. Every round is
-evaluated on a held-out synthetic set (and GSM8K/MATH when their data is given): greedy pass@1,
-maj@k and rm@k, in CoT and/or TIR mode (``evaluation``).
+(1..R) takes new problems, samples ``n`` responses each from the policy of round k-1, grades
+them with the one grader (against the reference answer, or the majority answer where a problem
+has none), trains a reward model on those graded groups (initialized from the same policy; or
+ranks with a given RM folder, ``rm_from``), keeps the top-k correct responses per problem by RM
+score (``rejection_sampling``) and fine-tunes the policy on them. Every round is evaluated on the
+held-out set (and GSM8K/MATH when their data is given): greedy pass@1, maj@k and rm@k, in CoT
+and/or TIR mode (``evaluation``). Seed, round and held-out problems are templated (the embedded
+default) or data sources: files, hub datasets, registered benchmarks (``problem_sources``).
+
+Under a launcher (``launcher:`` in pipelines.yaml; torchrun, deepspeed, SLURM) every rank runs the
+loop: each training step on the one training loop across ranks, each sampling step data-parallel
+(``eval/generate.py``: per-rank shards, merged by rank 0), grading and RM scoring split across ranks
+(``common/pipeline/ranks.py``); rank 0 alone writes files and markers, so the round structure
+resumes the same way after a kill of any rank.
 
 Layout under ``out_dir``: ``resolved_config.yaml``, ``data/`` (seed, held-out and per-round
-problems), ``round_<k>/`` with ``samples.jsonl`` (graded), ``rm/`` (the RM folder in ``rm/final``
+problems, ``problems_report.json``: sources and what decontamination dropped), ``round_<k>/`` with ``samples.jsonl`` (graded), ``rm/`` (the RM folder in ``rm/final``
 + ``rm_eval.json``), ``rs/`` (the SFT set + per-problem stats), ``sft/`` (checkpoints, ``final`` =
 the round's policy), ``eval/`` and ``round.json``. Skip and resume go through done markers
 (``common/pipeline/markers.py``) keyed on the loop config and the round: one per round (written
@@ -33,25 +41,17 @@ from pydantic import Field
 from domainspec.common.artifacts import content_hash, read_json, write_json
 from domainspec.common.config import Config, ConfigError
 from domainspec.common.models.loading import ModelConfig
-from domainspec.common.pipeline import markers
+from domainspec.common.pipeline import markers, ranks
 from domainspec.common.pipeline.markers import Action
 from domainspec.common.sandbox.pool import SandboxConfig, sandbox_if
 from domainspec.common.train.loop import TrainConfig
 from domainspec.math.evaluation import MathEvalConfig
+from domainspec.math.problem_sources import ProblemSetConfig, ProblemSource  # noqa: F401 (config API)
 from domainspec.math.rejection_sampling import RejectionSamplingConfig
 from domainspec.math.reward_model import RewardModelConfig
 from domainspec.math.tir import TIRConfig
 
 log = logging.getLogger(__name__)
-
-
-class ProblemSetConfig(Config):
-    kinds: list[str] | None = Field(None, description="Templated problem kinds (None = all of common.data.builtin.math_problems.KINDS).")
-    difficulty: int = Field(1, ge=1, description="Templated difficulty level.")
-    seed_problems: int = Field(1000, ge=1, description="Problems with reference solutions for the initial SFT.")
-    round_problems: int = Field(200, ge=1, description="New problems sampled in each round.")
-    heldout_problems: int = Field(100, ge=1, description="Held-out evaluation problems (never trained on).")
-    seed: int = Field(0, description="Seed of the problem generators.")
 
 
 class SFTSettings(Config):
@@ -61,12 +61,18 @@ class SFTSettings(Config):
 
 class MathLoopConfig(Config):
     model: ModelConfig = Field(default_factory=ModelConfig, description="The initial policy.")
-    problems: ProblemSetConfig = Field(default_factory=ProblemSetConfig, description="Synthetic problem sets.")
+    problems: ProblemSetConfig = Field(default_factory=ProblemSetConfig, description="Seed, round and held-out "
+                                       "problem sets: templated, or data sources (math/problem_sources.py).")
     initial_sft: SFTSettings = Field(default_factory=SFTSettings, description="Round 0: SFT on reference solutions.")
     rounds: int = Field(2, ge=0, description="Self-improvement rounds R.")
     rejection_sampling: RejectionSamplingConfig = Field(default_factory=RejectionSamplingConfig,
                                                         description="Per-round sampling, grading and top-k selection.")
-    reward_model: RewardModelConfig = Field(default_factory=RewardModelConfig, description="Per-round RM training.")
+    reward_model: RewardModelConfig = Field(default_factory=RewardModelConfig, description="Per-round RM training "
+                                            "(and the input length / batch of RM scoring).")
+    rm_from: str = Field("train", description="'train': train a reward model each round on the graded samples "
+                                              "(initialized from the policy); else a reward-model folder (any "
+                                              "AutoModelForSequenceClassification with num_labels 1, e.g. a "
+                                              "Qwen2.5-Math-RM-class model) that ranks every round instead.")
     round_sft: SFTSettings = Field(default_factory=SFTSettings, description="Per-round SFT on rejection-sampled data "
                                                                            "(continues from the previous policy).")
     rm_data: Literal["round", "all_rounds"] = Field(
@@ -103,40 +109,52 @@ def rm_groups(graded_sets: list[list[dict]]) -> list[dict]:
 
 
 def base_model_path(cfg: MathLoopConfig) -> str:
-    """The initial policy's folder (the tiny model of ``model.tiny`` is built once and cached)."""
+    """The initial policy's folder or GGUF file (the tiny model of ``model.tiny`` is built once and cached)."""
     if cfg.model.name_or_path != "tiny":
+        if cfg.model.gguf_file:  # a folder holding a GGUF file: the file itself, which every step loads
+            return str(Path(cfg.model.name_or_path) / cfg.model.gguf_file)
         return cfg.model.name_or_path
     from domainspec.common.models.loading import tiny_model_path
     return str(tiny_model_path(spec=cfg.model.tiny))
 
 
-def problem_sets(cfg: MathLoopConfig, out: Path) -> dict[str, list[dict]]:
-    """Held-out, seed and per-round problems, deterministic, saved under data/.
+def _eval_files(cfg: MathLoopConfig) -> dict[str, str]:
+    """The loop's evaluation benchmarks given as local files (decontamination reads them)."""
+    return {spec.name: spec.path for spec in cfg.eval.benchmarks}
 
-    The held-out set is drawn first and no other set shares a question with it. Seed and round
-    problems may share questions with each other (one problem pool, as in Qwen2.5-Math's
-    rejection sampling): small templates hold few distinct questions, and making every set
-    disjoint would leave the later rounds without those kinds.
-    """
+
+def problem_sets(cfg: MathLoopConfig, out: Path) -> tuple[dict[str, list[dict]], dict]:
+    """Held-out, seed and per-round problems (``problem_sources.build_problem_sets``), deterministic, saved
+    under data/ with ``problems_report.json`` (sources, counts, what decontamination dropped)."""
     from domainspec.common.artifacts import read_jsonl_rows, write_jsonl
-    from domainspec.math.synthetic import templated_problems
+    from domainspec.math.problem_sources import build_problem_sets, source_fingerprint
     data = out / "data"
     p = cfg.problems
     names = ["heldout", "seed"] + [f"round_{k}" for k in range(1, cfg.rounds + 1)]
-    key = content_hash({"problems": p.to_dict(), "rounds": cfg.rounds})
+    key = content_hash({"problems": p.to_dict(), "rounds": cfg.rounds, "eval_files": _eval_files(cfg),
+                        "sources": [source_fingerprint(s) for s in (p.seed_source, p.round_source, p.heldout_source)
+                                    if not s.templated]})
     if markers.is_done(data, key).action is Action.SKIP:
-        return {n: read_jsonl_rows(data / f"{n}.jsonl") for n in names}
-    heldout = templated_problems(p.heldout_problems, p.seed + 1000, p.kinds, p.difficulty, prefix="heldout")
-    held_q = {r["question"] for r in heldout}
-    sets = {"heldout": heldout,
-            "seed": templated_problems(p.seed_problems, p.seed, p.kinds, p.difficulty, exclude=held_q, prefix="seed")}
-    for k in range(1, cfg.rounds + 1):
-        sets[f"round_{k}"] = templated_problems(p.round_problems, p.seed + k, p.kinds, p.difficulty, exclude=held_q,
-                                                prefix=f"round_{k}")
+        return {n: read_jsonl_rows(data / f"{n}.jsonl") for n in names}, read_json(data / "problems_report.json")
+    sets, report = build_problem_sets(p, cfg.rounds, data, _eval_files(cfg))
     for name, rows in sets.items():
         write_jsonl(rows, data / f"{name}.jsonl")
+    write_json(report, data / "problems_report.json")
     markers.write_done(data, key)
-    return sets
+    return sets, report
+
+
+def check_reward_model(path: str) -> None:
+    """A given RM folder must be a sequence-classification model with one label (checked before any work)."""
+    from transformers import AutoConfig
+    p = Path(path).expanduser()
+    if not (p / "config.json").is_file():
+        raise ConfigError(f"rm_from: {path}: not a model folder (no config.json); use 'train' or a reward-model folder")
+    mcfg = AutoConfig.from_pretrained(p)
+    arch = ", ".join(getattr(mcfg, "architectures", None) or []) or "unknown"
+    if mcfg.num_labels != 1 or "ForSequenceClassification" not in arch:
+        raise ConfigError(f"rm_from: {path}: expected an AutoModelForSequenceClassification with num_labels 1, "
+                          f"got {arch} with {mcfg.num_labels} labels")
 
 
 def _backend(path: str, sampling):
@@ -151,15 +169,16 @@ def _backend(path: str, sampling):
 
 def _evaluate(cfg: MathLoopConfig, policy: str, rm_path: str | None, heldout: list[dict], out: Path,
               sandbox: Any) -> dict:
+    """Metrics per set and mode (every rank samples its share; rank 0 alone scores and gets the metrics)."""
     from domainspec.math.evaluation import benchmark_problems, evaluate
     from domainspec.math.reward_model import load_reward_model
-    backend = _backend(policy, cfg.eval.sampling)
     rm = load_reward_model(rm_path) if rm_path else None
-    res = {"heldout": evaluate(backend, heldout, cfg.eval, out, "heldout", rm, sandbox, cfg.tir,
-                               cfg.reward_model.max_length)}
-    for spec in cfg.eval.benchmarks:
-        res[spec.name] = evaluate(backend, benchmark_problems(spec), cfg.eval, out, spec.name, rm, sandbox, cfg.tir,
-                                  cfg.reward_model.max_length)
+    with _backend(policy, cfg.eval.sampling) as backend:  # closing stops sampling workers before training
+        res = {"heldout": evaluate(backend, heldout, cfg.eval, out, "heldout", rm, sandbox, cfg.tir,
+                                   cfg.reward_model.max_length)}
+        for spec in cfg.eval.benchmarks:
+            res[spec.name] = evaluate(backend, benchmark_problems(spec), cfg.eval, out, spec.name, rm, sandbox,
+                                      cfg.tir, cfg.reward_model.max_length)
     return res
 
 
@@ -182,6 +201,10 @@ class PhaseTimes(dict):
 
 
 
+def _given_rm(cfg: MathLoopConfig) -> str | None:
+    return None if cfg.rm_from == "train" else str(Path(cfg.rm_from).expanduser().resolve())
+
+
 def run_round_zero(cfg: MathLoopConfig, out: Path, sets: dict, sandbox: Any) -> dict:
     from domainspec.math.rejection_sampling import sft_row
     from domainspec.math.sft import sft_on_conversations
@@ -193,67 +216,96 @@ def run_round_zero(cfg: MathLoopConfig, out: Path, sets: dict, sandbox: Any) -> 
     with times("sft"):
         policy = sft_on_conversations(base, convs, cfg.initial_sft.train, cfg.initial_sft.seq_len, rdir / "sft")
     with times("eval"):
-        ev = _evaluate(cfg, str(policy), None, sets["heldout"], rdir / "eval", sandbox)
+        ev = _evaluate(cfg, str(policy), _given_rm(cfg), sets["heldout"], rdir / "eval", sandbox)
     log.info("round 0: %s", times.line())
-    return {"round": 0, "policy": str(policy), "rm": None, "eval": ev, "seconds": time.perf_counter() - start,
-            "phase_seconds": dict(times), "sft_examples": len(convs)}
+    return {"round": 0, "policy": str(policy), "rm": _given_rm(cfg), "eval": ev,
+            "seconds": time.perf_counter() - start, "phase_seconds": dict(times), "sft_examples": len(convs)}
 
 
-def run_round(k: int, cfg: MathLoopConfig, out: Path, sets: dict, prev: dict, sandbox: Any) -> dict:
+def _sample_and_grade(k: int, cfg: MathLoopConfig, rdir: Path, problems: list[dict], policy: str, sandbox: Any,
+                      times: PhaseTimes) -> list[dict]:
+    """Round k's graded samples: sampled data-parallel, graded split across ranks, written by rank 0."""
+    from domainspec.common.artifacts import write_jsonl
     from domainspec.eval.grader.math_grader import MathGrader
-    from domainspec.common.artifacts import read_jsonl_rows, write_jsonl
-    from domainspec.math.rejection_sampling import grade_rows, rejection_sample, sample_responses
-    from domainspec.math.reward_model import informative, load_reward_model, train_reward_model
-    from domainspec.math.sft import sft_on_conversations
-    rdir = out / f"round_{k}"
-    rdir.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    times = PhaseTimes()
-    policy = prev["policy"]
-    samples_path = rdir / "samples.jsonl"
-    if markers.is_done(rdir, _key(cfg, k, "samples"), "samples").action is Action.SKIP:
-        graded = read_jsonl_rows(samples_path)
-    else:
-        scfg = cfg.rejection_sampling.for_round(k)
-        # responses.jsonl: a killed round resumes its sampling row by row (and runs data-parallel under a
-        # launcher); responses of other settings (a changed config) are dropped, not mixed in
-        responses = rdir / "responses.jsonl"
+    from domainspec.math.rejection_sampling import grade_rows, sample_responses
+    scfg = cfg.rejection_sampling.for_round(k)
+    # responses.jsonl: a killed round resumes its sampling row by row (and runs data-parallel under a
+    # launcher); responses of other settings (a changed config) are dropped, not mixed in
+    responses = rdir / "responses.jsonl"
+    if ranks.is_rank0():
         if not markers.may_resume(rdir, _key(cfg, k, "samples"), "samples"):
             responses.unlink(missing_ok=True)
         markers.mark_running(rdir, _key(cfg, k, "samples"), "samples")
-        with times("sample"):
-            rows = sample_responses(_backend(policy, scfg.sampling), sets[f"round_{k}"], scfg, sandbox, cfg.tir,
-                                    progress=True, out=responses)
-        with times("grade"):
-            graded = grade_rows(rows, MathGrader(cfg.rejection_sampling.grader_mode),
-                                cfg.rejection_sampling.majority_min_share)
+    ranks.barrier()
+    with times("sample"):
+        with _backend(policy, scfg.sampling) as backend:
+            rows = sample_responses(backend, problems, scfg, sandbox, cfg.tir, progress=True, out=responses)
+    grader = MathGrader(cfg.rejection_sampling.grader_mode)
+    with times("grade"):
+        graded = ranks.split_map(rows, lambda part: grade_rows(part, grader, cfg.rejection_sampling.majority_min_share))
+    if ranks.is_rank0():
+        samples_path = rdir / "samples.jsonl"
         write_jsonl(graded, samples_path.with_suffix(".tmp"))
         samples_path.with_suffix(".tmp").replace(samples_path)
         markers.write_done(rdir, _key(cfg, k, "samples"), step="samples")
-    groups = rm_groups([graded] + [read_jsonl_rows(out / f"round_{j}" / "samples.jsonl") for j in range(1, k)]
-                       if cfg.rm_data == "all_rounds" else [graded])
+    ranks.barrier()
+    return graded
+
+
+def _reward_model(k: int, cfg: MathLoopConfig, rdir: Path, groups: list[dict], policy: str,
+                  times: PhaseTimes) -> dict:
+    """Round k's reward model: the given one (``rm_from``), else one trained on ``groups`` (on every rank)."""
+    from domainspec.math.reward_model import informative, train_reward_model
     rm_eval_path = rdir / "rm" / "rm_eval.json"
-    rm_res: dict = {"path": None}
     if markers.is_done(rdir, _key(cfg, k, "rm"), "rm").action is Action.SKIP:
-        rm_res = read_json(rm_eval_path)
-    else:
-        if any(informative(g) for g in groups):
-            with times("rm"):
-                rm_res = train_reward_model(cfg.reward_model, groups, rdir / "rm", init_from=policy)
-        else:  # every question all right or all wrong: nothing to rank; plain rejection sampling this round
-            log.warning("round %d: no question has both correct and incorrect samples; no reward model this round", k)
+        return read_json(rm_eval_path)
+    rm_res: dict = {"path": None}
+    if _given_rm(cfg):
+        rm_res = {"path": _given_rm(cfg), "source": "given"}
+    elif any(informative(g) for g in groups):
+        with times("rm"):
+            rm_res = train_reward_model(cfg.reward_model, groups, rdir / "rm", init_from=policy)
+    else:  # every question all right or all wrong: nothing to rank; plain rejection sampling this round
+        log.warning("round %d: no question has both correct and incorrect samples; no reward model this round", k)
+    if ranks.is_rank0():
+        if rm_res.get("source") == "given" or rm_res["path"] is None:
             write_json(rm_res, rm_eval_path)
         markers.write_done(rdir, _key(cfg, k, "rm"), step="rm")
+    ranks.barrier()
+    return rm_res
+
+
+def run_round(k: int, cfg: MathLoopConfig, out: Path, sets: dict, prev: dict, sandbox: Any) -> dict:
+    from domainspec.common.artifacts import read_jsonl_rows
+    from domainspec.math.rejection_sampling import rejection_sample
+    from domainspec.math.reward_model import load_reward_model
+    from domainspec.math.sft import sft_on_conversations
+    rdir = out / f"round_{k}"
+    if ranks.is_rank0():
+        rdir.mkdir(parents=True, exist_ok=True)
+    ranks.barrier()
+    start = time.perf_counter()
+    times = PhaseTimes()
+    policy = prev["policy"]
+    if markers.is_done(rdir, _key(cfg, k, "samples"), "samples").action is Action.SKIP:
+        graded = read_jsonl_rows(rdir / "samples.jsonl")
+    else:
+        graded = _sample_and_grade(k, cfg, rdir, sets[f"round_{k}"], policy, sandbox, times)
+    groups = rm_groups([graded] + [read_jsonl_rows(out / f"round_{j}" / "samples.jsonl") for j in range(1, k)]
+                       if cfg.rm_data == "all_rounds" else [graded])
+    rm_res = _reward_model(k, cfg, rdir, groups, policy, times)
     rs_summary_path = rdir / "rs" / "summary.json"
     if markers.is_done(rdir, _key(cfg, k, "rs"), "rs").action is Action.SKIP:
         rs_summary = read_json(rs_summary_path)
     else:
         rm = load_reward_model(rm_res["path"]) if rm_res.get("path") else None
-        with times("select"):
+        with times("select"):  # RM scoring split across ranks; rank 0 writes the SFT set
             rs_summary = rejection_sample(graded, cfg.rejection_sampling, rdir / "rs", rm=rm,
                                           rm_max_length=cfg.reward_model.max_length,
                                           rm_batch_size=cfg.reward_model.score_batch_size)
-        markers.write_done(rdir, _key(cfg, k, "rs"), step="rs")
+        if ranks.is_rank0():
+            markers.write_done(rdir, _key(cfg, k, "rs"), step="rs")
+        ranks.barrier()
     convs = [r["messages"] for r in read_jsonl_rows(rdir / "rs" / "sft.jsonl")]
     if convs:
         with times("sft"):
@@ -269,21 +321,34 @@ def run_round(k: int, cfg: MathLoopConfig, out: Path, sets: dict, prev: dict, sa
     return {"round": k, "policy": new_policy, "rm": rm_res.get("path"), "eval": ev, "phase_seconds": dict(times),
             "rm_heldout": {x: rm_res.get(x) for x in ("pairwise_accuracy", "num_pairs", "num_groups",
                                                       "train_questions")},
+            "rm_source": rm_res.get("source", "trained" if rm_res.get("path") else None),
             "rejection_sampling": rs_summary, "seconds": time.perf_counter() - start}
 
 
-def run_loop(cfg: MathLoopConfig, out_dir: str | Path) -> dict:
-    """Run (or resume) the loop; returns the summary (also in out_dir/summary.json and report.md)."""
-    out = Path(out_dir).resolve()  # round.json files hold absolute paths of policies and RMs
-    out.mkdir(parents=True, exist_ok=True)
+def _start(cfg: MathLoopConfig, out: Path) -> tuple[dict, dict]:
+    """Rank 0: refuse a folder of another config, check a given RM, build the problem sets (before any work)."""
     owner = markers.read_done(out, "loop") or markers.read_running(out, "loop")
     if owner is not None and owner.hash != cfg.content_hash():
         raise ConfigError(f"{out}: holds a math loop run with a different config; use a new out_dir "
                           f"(or delete it) - finished rounds would not match the config")
+    if _given_rm(cfg):
+        check_reward_model(cfg.rm_from)
     markers.mark_running(out, cfg.content_hash(), "loop")
     cfg.save_resolved(out)
+    return problem_sets(cfg, out)
+
+
+def run_loop(cfg: MathLoopConfig, out_dir: str | Path) -> dict:
+    """Run (or resume) the loop; returns the summary (also in out_dir/summary.json and report.md).
+
+    Under a launcher (N ranks) every rank runs this: training steps run on the one training loop across
+    ranks, sampling is data-parallel, grading and RM scoring are split across ranks, and rank 0 alone
+    writes files and markers (the other ranks return an empty summary)."""
+    out = Path(out_dir).resolve()  # round.json files hold absolute paths of policies and RMs
+    out.mkdir(parents=True, exist_ok=True)
+    ranks.start_ranks()
     started = time.perf_counter()
-    sets = problem_sets(cfg, out)
+    sets, problems_report = ranks.on_rank0(lambda: _start(cfg, out))
     rounds = []
     with sandbox_if("tir" in cfg.eval.modes or cfg.rejection_sampling.mode == "tir", cfg.sandbox) as sandbox:
         for k in range(cfg.rounds + 1):
@@ -294,13 +359,19 @@ def run_loop(cfg: MathLoopConfig, out_dir: str | Path) -> dict:
                 continue
             log.info("math loop: round %d of %d", k, cfg.rounds)
             res = run_round_zero(cfg, out, sets, sandbox) if k == 0 else run_round(k, cfg, out, sets, rounds[-1], sandbox)
-            write_json(res, rdir / "round.json")
-            markers.write_done(rdir, _key(cfg, k), elapsed_s=res["seconds"])  # written last: the round is done
+            res["problems"] = problems_report["seed" if k == 0 else "round"]
+            if ranks.is_rank0():
+                write_json(res, rdir / "round.json")
+                markers.write_done(rdir, _key(cfg, k), elapsed_s=res["seconds"])  # written last: the round is done
+            ranks.barrier()
             rounds.append(res)
+    if not ranks.is_rank0():
+        return {}
     _link(out / "policy", rounds[-1]["policy"])
     _link(out / "reward_model", next((r["rm"] for r in reversed(rounds) if r.get("rm")), None))
     from domainspec.math.loop_report import summarize
     summary = summarize(cfg, rounds, time.perf_counter() - started)
+    summary["problems"] = problems_report
     write_json(summary, out / "summary.json")
     from domainspec.math.loop_report import markdown
     (out / "report.md").write_text(markdown(summary))
@@ -318,6 +389,8 @@ def _link(link: Path, target: str | None) -> None:
 
 def _run_stage(cfg: MathLoopConfig, ctx: Any) -> dict:
     summary = run_loop(cfg, ctx.out_dir)
+    if not summary:  # a rank other than 0 under a launcher
+        return {}
     last = summary["rounds"][-1]
     return {"policy": last["policy"], "rm": last.get("rm"), "table": summary["table"]}
 
@@ -326,7 +399,7 @@ def _stage():
     from domainspec.common.pipeline.stages import StageType
     return StageType(name="math_loop", config_cls=MathLoopConfig, run=_run_stage,
                      outputs={"model": "policy", "rm": "reward_model", "summary": "summary.json",
-                              "report": "report.md"},
+                              "report": "report.md"}, distributed=True,
                      description="Qwen2.5-Math self-improvement loop (SFT, RM, rejection sampling) x R")
 
 

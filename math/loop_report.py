@@ -60,6 +60,15 @@ def markdown(summary: dict) -> str:
     lines += ["", "pass@1 gain over the initial SFT model: "
               + (", ".join(f"{k} {v:+.3f}" for k, v in summary["pass@1_gain_over_initial_sft"].items()) or "-"),
               f"Total time: {summary['seconds']:.0f} s", ""]
+    if summary.get("problems"):
+        lines += ["Problem sets (data sources: rows read, held-out questions and contaminated rows dropped):", ""]
+        for role, p in summary["problems"].items():
+            dropped = "" if "rows" not in p else (
+                f", {p['rows']} rows, {p['heldout_questions_dropped']} held-out questions dropped, "
+                f"{p.get('contaminated_dropped', 0)} contaminated dropped {p.get('contaminated_by') or ''}".rstrip())
+            per = f" ({p['problems_per_round']} per round, {p['without_answer']} without an answer)"                 if "problems_per_round" in p else f" ({p.get('problems')} problems)"
+            lines.append(f"- {role}: {p['source']}{per}{dropped}")
+        lines.append("")
     phases = [(r["round"], r["phase_seconds"]) for r in summary["rounds"] if r.get("phase_seconds")]
     if phases:
         lines += ["Time per phase (seconds; a phase finished in an earlier run is not timed):", ""]

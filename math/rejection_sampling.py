@@ -179,9 +179,15 @@ def sft_row(question: str, response: str, mode: str, **extra: Any) -> dict:
 
 def rejection_sample(graded: Sequence[dict], cfg: RejectionSamplingConfig, out_dir: str | Path,
                      rm: tuple[Any, Any] | None = None, rm_max_length: int = 512, rm_batch_size: int = 16) -> dict:
-    """Select and write the SFT set from graded rows (see :func:`grade_rows`); returns the summary."""
+    """Select and write the SFT set from graded rows (see :func:`grade_rows`); returns the summary.
+
+    Under a launcher every rank calls this with the same rows: RM scoring is split across the ranks,
+    rank 0 alone writes the files (every rank returns the summary)."""
+    from domainspec.common.pipeline import ranks
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    write = ranks.is_rank0()
+    if write:
+        out.mkdir(parents=True, exist_ok=True)
     all_scores: list[list[float] | None] = [None] * len(graded)
     if rm is not None:
         from domainspec.math.reward_model import score
@@ -190,28 +196,31 @@ def rejection_sample(graded: Sequence[dict], cfg: RejectionSamplingConfig, out_d
         todo = [i for i, r in enumerate(graded) if any(r["correct"])]
         qs = [graded[i]["question"] for i in todo for _ in graded[i]["responses"]]
         rs = [x for i in todo for x in graded[i]["responses"]]
-        flat = score(model, tok, qs, rs, rm_max_length, rm_batch_size)
+        flat = score(model, tok, qs, rs, rm_max_length, rm_batch_size, split=True)
         pos = 0
         for i in todo:
             k = len(graded[i]["responses"])
             all_scores[i] = flat[pos:pos + k]
             pos += k
     n_kept = n_samples = n_correct = solved = 0
-    with open(out / "sft.jsonl", "w") as f_sft, open(out / "stats.jsonl", "w") as f_stats:
-        for row, scores in zip(graded, all_scores):
-            kept, stats = select(row, scores, cfg.top_k, cfg.dedup)
-            for k in kept:
-                f_sft.write(json.dumps(sft_row(row["question"], k["response"], cfg.mode, id=row.get("id"),
-                                               rm_score=k["rm_score"])) + "\n")
-            f_stats.write(json.dumps(stats) + "\n")
-            n_kept += len(kept)
-            n_samples += stats["num_samples"]
-            n_correct += stats["num_correct"]
-            solved += bool(kept)
+    sft_lines, stats_lines = [], []
+    for row, scores in zip(graded, all_scores):
+        kept, stats = select(row, scores, cfg.top_k, cfg.dedup)
+        for k in kept:
+            sft_lines.append(json.dumps(sft_row(row["question"], k["response"], cfg.mode, id=row.get("id"),
+                                                rm_score=k["rm_score"])) + "\n")
+        stats_lines.append(json.dumps(stats) + "\n")
+        n_kept += len(kept)
+        n_samples += stats["num_samples"]
+        n_correct += stats["num_correct"]
+        solved += bool(kept)
     summary = {"num_problems": len(graded), "num_samples": n_samples, "num_correct": n_correct,
                "sample_accuracy": n_correct / n_samples if n_samples else 0.0, "num_kept": n_kept,
                "problems_with_kept": solved, "used_rm": rm is not None, "top_k": cfg.top_k}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    if write:
+        (out / "sft.jsonl").write_text("".join(sft_lines))
+        (out / "stats.jsonl").write_text("".join(stats_lines))
+        (out / "summary.json").write_text(json.dumps(summary, indent=2))
     log.info("rejection sampling: %d/%d samples correct, kept %d responses for %d/%d problems",
              n_correct, n_samples, n_kept, solved, len(graded))
     return summary

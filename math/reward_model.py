@@ -46,7 +46,8 @@ class RewardModelConfig(Config):
                                                                     "incorrect responses) kept out of training "
                                                                     "for the pairwise-accuracy check.")
     score_batch_size: int = Field(16, ge=1, description="Responses scored per forward pass at inference.")
-    seed: int = Field(0, description="Seed of the held-out split and of pair sampling.")
+    seed: int = Field(0, description="Seed of the held-out split, of pair sampling and of the new score head's "
+                                     "initialization.")
     train: TrainConfig = Field(default_factory=TrainConfig, description="The shared training loop's settings; "
                                                                          "a row (micro/global batch unit) is one "
                                                                          "question's group (listwise) or one pair.")
@@ -135,13 +136,19 @@ def read_groups(path: str | Path) -> list[dict]:
 # ---------------------------------------------------------------- model
 
 
-def init_reward_model(init_from: str | Path, dtype: str = "float32") -> tuple[Any, Any]:
-    """A fresh RM from a causal-LM folder: the backbone's weights plus a new scalar head."""
+def init_reward_model(init_from: str | Path, dtype: str = "float32", seed: int | None = None) -> tuple[Any, Any]:
+    """A fresh RM from a causal-LM folder: the backbone's weights plus a new scalar head.
+
+    ``seed``: the head's initialization seed (without it, whatever state torch's global RNG is in, so a
+    run on N ranks could not reproduce a one-process run); the global RNG is left as it was."""
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     tok = AutoTokenizer.from_pretrained(init_from)
-    model = AutoModelForSequenceClassification.from_pretrained(
-        init_from, num_labels=1, dtype=getattr(torch, dtype))
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            init_from, num_labels=1, dtype=getattr(torch, dtype))
     _set_pad(model, tok)
     return model, tok
 
@@ -155,6 +162,9 @@ def load_reward_model(path: str | Path) -> tuple[Any, Any]:
     tok = AutoTokenizer.from_pretrained(p)
     model = AutoModelForSequenceClassification.from_pretrained(p)
     _set_pad(model, tok)
+    import torch
+    if torch.cuda.is_available():  # this rank's GPU (the launcher's LOCAL_RANK picked it)
+        model.to(torch.cuda.current_device())
     model.eval()
     return model, tok
 
@@ -168,28 +178,39 @@ def _set_pad(model: Any, tokenizer: Any) -> None:
 
 
 def score(model: Any, tokenizer: Any, questions: Sequence[str], responses: Sequence[str],
-          max_length: int = 512, batch_size: int = 16) -> list[float]:
-    """Reward of each (question, response) pair, in order."""
+          max_length: int = 512, batch_size: int = 16, split: bool = False) -> list[float]:
+    """Reward of each (question, response) pair, in order.
+
+    ``split``: under a launcher, every rank calls this with the same inputs and scores every world-th batch
+    (the same batches one process scores); every rank returns all scores (``common/pipeline/ranks.py``).
+    """
     import torch
+    from domainspec.common.pipeline import ranks
     from domainspec.math.rm_objectives import pad_batch, rewards_of
     if len(questions) != len(responses):
         raise ValueError(f"{len(questions)} questions but {len(responses)} responses")
     ids = [encode(tokenizer, q, r, max_length) for q, r in zip(questions, responses)]
     # sort by length so padded batches stay tight; scores go back to input order
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-    out = [0.0] * len(ids)
+    batches = [order[s:s + batch_size] for s in range(0, len(order), batch_size)]
+    device = next(model.parameters()).device
     model.eval()
-    with torch.no_grad():
-        for s in range(0, len(order), batch_size):
-            idx = order[s:s + batch_size]
-            batch = pad_batch([ids[i] for i in idx], model.config.pad_token_id)
-            for i, v in zip(idx, rewards_of(model, batch).tolist()):
-                out[i] = float(v)
+
+    def run(part: list[list[int]]) -> list[list[float]]:
+        with torch.no_grad():
+            return [rewards_of(model, {k: v.to(device) for k, v in
+                                       pad_batch([ids[i] for i in idx], model.config.pad_token_id).items()}).tolist()
+                    for idx in part]
+
+    out = [0.0] * len(ids)
+    for idx, values in zip(batches, ranks.split_map(batches, run) if split else run(batches)):
+        for i, v in zip(idx, values):
+            out[i] = float(v)
     return out
 
 
 def pairwise_accuracy(model: Any, tokenizer: Any, groups: Sequence[dict], max_length: int = 512,
-                      batch_size: int = 16) -> dict:
+                      batch_size: int = 16, split: bool = False) -> dict:
     """Share of held-out (correct, incorrect) pairs of the same question the RM ranks right (ties: 1/2)."""
     qs, rs, where = [], [], []
     for gi, g in enumerate(groups):
@@ -197,7 +218,7 @@ def pairwise_accuracy(model: Any, tokenizer: Any, groups: Sequence[dict], max_le
             qs.append(g["question"])
             rs.append(r)
             where.append((gi, bool(ok)))
-    scores = score(model, tokenizer, qs, rs, max_length, batch_size)
+    scores = score(model, tokenizer, qs, rs, max_length, batch_size, split)
     wins, n = 0.0, 0
     for gi in range(len(groups)):
         pos = [s for s, (g, ok) in zip(scores, where) if g == gi and ok]
@@ -221,14 +242,16 @@ def train_reward_model(cfg: RewardModelConfig, groups: Sequence[dict], out_dir: 
     """
     from domainspec.common.train.loop import train
     from domainspec.math.rm_objectives import OBJECTIVES
+    from domainspec.common.pipeline import ranks
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    cfg.save_resolved(out)
+    if ranks.is_rank0():
+        cfg.save_resolved(out)
     train_groups, held = split_groups(groups, cfg.heldout_fraction, cfg.seed)
     if not train_groups:
         raise ValueError(f"reward model: none of {len(groups)} questions has both correct and incorrect "
                          "responses; sample more (n) or at a higher temperature")
-    model, tok = init_reward_model(init_from)
+    model, tok = init_reward_model(init_from, seed=cfg.seed)
     if cfg.loss == "listwise":
         rows = group_rows(tok, train_groups, cfg.max_length)
     else:
@@ -240,15 +263,13 @@ def train_reward_model(cfg: RewardModelConfig, groups: Sequence[dict], out_dir: 
         r["input_ids"] = max(r["ids"], key=len) if "ids" in r else max(r["chosen_ids"], r["rejected_ids"], key=len)
     objective = OBJECTIVES[cfg.loss](pad_id=tok.pad_token_id)
     result = train(model, tok, rows, objective, cfg.train, out)
-    final = out / "final"
-    if not (final / "config.json").is_file():
-        model.save_pretrained(final)
-        tok.save_pretrained(final)
+    final = out / "final"  # the loop saved it (rank 0) and waited for every rank
     rm, rtok = load_reward_model(final)
-    ev = pairwise_accuracy(rm, rtok, held, cfg.max_length, cfg.score_batch_size) if held else \
+    ev = pairwise_accuracy(rm, rtok, held, cfg.max_length, cfg.score_batch_size, split=True) if held else \
         {"pairwise_accuracy": float("nan"), "num_pairs": 0, "num_groups": 0}
     ev.update({"path": str(final), "train_questions": len(train_groups), "train_rows": len(rows), "loss": cfg.loss})
-    (out / "rm_eval.json").write_text(json.dumps(ev, indent=2))
+    if ranks.is_rank0():
+        (out / "rm_eval.json").write_text(json.dumps(ev, indent=2))
     log.info("reward model: held-out pairwise accuracy %.3f on %d pairs", ev["pairwise_accuracy"], ev["num_pairs"])
     return {**ev, "train_result": _jsonable(result)}
 

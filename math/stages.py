@@ -2,7 +2,9 @@
 
 ``rm`` (train a reward model on graded groups), ``reject_sample`` (sample, grade, rank, keep
 top-k correct -> SFT JSONL) and ``math_eval`` (pass@1 / maj@k / rm@k in CoT/TIR on a problems
-file and/or GSM8K / MATH). Each is a typed config plus ``run(config, ctx)``; the pipeline runner
+file and/or GSM8K / MATH). ``rm`` and ``reject_sample`` take a ``launcher:`` (training on the one loop
+across ranks; sampling data-parallel, grading and RM scoring split across ranks, rank 0 writes).
+Each is a typed config plus ``run(config, ctx)``; the pipeline runner
 (``common/pipeline/stages.py``) resolves them by name. ``domainspec math rm-train`` and
 ``reject-sample`` build the same configs and call the same functions (:func:`train_rm`, :func:`reject_sample`).
 """
@@ -65,12 +67,16 @@ def reject_sample(cfg: RejectSampleStageConfig, out_dir: Path) -> dict:
     from domainspec.eval.grader.math_grader import MathGrader
     from domainspec.math.rejection_sampling import grade_rows, read_problems, rejection_sample, sample_responses
     from domainspec.math.reward_model import load_reward_model
+    from domainspec.common.pipeline import ranks
     rs = cfg.rejection_sampling
-    with sandbox_if(rs.mode == "tir", cfg.sandbox) as sandbox:
+    ranks.start_ranks()
+    with sandbox_if(rs.mode == "tir", cfg.sandbox) as sandbox:  # responses.jsonl: resumable, data-parallel
         rows = sample_responses(make_backend(rs.sampling, cfg.model), read_problems(cfg.problems, cfg.limit), rs,
-                                sandbox, cfg.tir, progress=True)
-    graded = grade_rows(rows, MathGrader(rs.grader_mode), rs.majority_min_share)
-    write_jsonl(graded, Path(out_dir) / "samples.jsonl")
+                                sandbox, cfg.tir, progress=True, out=Path(out_dir) / "responses.jsonl")
+    grader = MathGrader(rs.grader_mode)
+    graded = ranks.split_map(rows, lambda part: grade_rows(part, grader, rs.majority_min_share))
+    if ranks.is_rank0():
+        write_jsonl(graded, Path(out_dir) / "samples.jsonl")
     return rejection_sample(graded, rs, out_dir, rm=load_reward_model(cfg.rm) if cfg.rm else None)
 
 
@@ -101,10 +107,11 @@ def _in_stage(fn):
 
 
 RM_STAGE = StageType(name="rm", config_cls=RMStageConfig, run=_in_stage(train_rm),
-                     outputs={"model": "final", "eval": "rm_eval.json"}, distributed=False,
+                     outputs={"model": "final", "eval": "rm_eval.json"}, distributed=True,
                      description="train a math reward model (listwise/pairwise) on graded groups")
 REJECT_SAMPLE_STAGE = StageType(name="reject_sample", config_cls=RejectSampleStageConfig, run=_in_stage(reject_sample),
                                 outputs={"sft": "sft.jsonl", "stats": "stats.jsonl", "samples": "samples.jsonl"},
+                                distributed=True,
                                 description="RM-guided rejection sampling into an SFT JSONL")
 MATH_EVAL_STAGE = StageType(name="math_eval", config_cls=MathEvalStageConfig, run=_in_stage(math_eval),
                             outputs={"metrics": "metrics.json"},

@@ -54,4 +54,4 @@ def test_default_run_end_to_end_skip_and_rerun(tmp_path):
     _run(wd, "--set", "coder.sft.stages.1.train.lr=5e-4")
     after = {str(p.parent.relative_to(wd)): p.stat().st_mtime for p in wd.glob("*/*/.done.json")}
     rerun = {name for name in markers if after[name] != markers[name]}
-    assert rerun == {"coder/sft", "coder/humaneval", "coder/mbpp"} & set(markers), rerun
+    assert rerun == {"coder/sft", "coder/dpo", "coder/humaneval", "coder/mbpp"} & set(markers), rerun

@@ -12,7 +12,10 @@ def make_params(**kw):
     return SamplingConfig(**kw)
 
 
-class ChatTemplate:
+from domainspec.common.models.generation import Closing  # noqa: E402
+
+
+class ChatTemplate(Closing):  # close() / with-block, as every backend has
     def apply_chat_template(self, messages):
         text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
         return text + "<|im_start|>assistant\n"

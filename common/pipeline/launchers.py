@@ -1,8 +1,9 @@
 """How a training or sampling stage is started: in-process, under deepspeed/torchrun, or as a SLURM job.
 
-Only stages with ``StageType.distributed`` use a launcher: training (cpt, sft) and the
+Only stages with ``StageType.distributed`` use a launcher: training (cpt, sft, coder_sft, rm), the
 data-parallel sampling of ``generate``/``eval`` (each rank samples a share of the tasks, rank 0
-merges and scores); code execution parallelizes across processes itself. The distributed launchers run
+merges and scores), and the stages doing both (reject_sample, math_loop); code execution
+parallelizes across processes itself. The distributed launchers run
 ``python -m domainspec.common.pipeline.stage_exec --spec <stage_dir>/stage_spec.json`` on
 every rank; rank 0 writes ``stage_result.json`` which the runner reads back.
 """
@@ -112,9 +113,26 @@ def slurm_script(cfg: LauncherConfig, spec_path: Path, job_name: str, log_dir: P
     return "\n".join(lines)
 
 
+def describe_launch(cfg: LauncherConfig, stage_dir: Path) -> str:
+    """The command a stage's ranks start with (the plan's ``--dry-run`` prints it)."""
+    spec = stage_dir / "stage_spec.json"
+    if cfg.kind == "slurm":
+        return (f"sbatch --wait {stage_dir / 'job.sbatch'}  (per node: srun torchrun --nnodes {cfg.nnodes} "
+                f"--nproc_per_node {cfg.nproc_per_node} {shlex.join(exec_args(spec))})")
+    return shlex.join(launch_command(cfg, spec))
+
+
+def _rank_errors(stage_dir: Path) -> str:
+    """The errors failed ranks wrote (stage_exec), first lines first: what to read before the log's tail."""
+    texts = [p.read_text(errors="replace") for p in sorted(stage_dir.glob("rank*.error.log"))]
+    return "".join(f"{t.splitlines()[0] if t else ''}\n" for t in texts)
+
+
 def run_distributed(cfg: LauncherConfig, spec_path: Path, stage_dir: Path, job_name: str) -> None:
     """Start a stage under its launcher and wait; raise with the log's tail on failure."""
     log_path = stage_dir / "launcher.log"
+    for old in stage_dir.glob("rank*.error.log"):  # errors of an earlier attempt
+        old.unlink()
     if cfg.kind == "slurm":
         script = stage_dir / "job.sbatch"
         script.write_text(slurm_script(cfg, spec_path, job_name, stage_dir))
@@ -143,4 +161,6 @@ def run_distributed(cfg: LauncherConfig, spec_path: Path, stage_dir: Path, job_n
             raise
     if rc != 0:
         tail = log_path.read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"launcher {cfg.kind!r} exited with {rc}; log {log_path}:\n{tail}")
+        failed = _rank_errors(stage_dir)
+        raise RuntimeError(f"launcher {cfg.kind!r} exited with {rc}"
+                           + (f"; failed rank(s):\n{failed}" if failed else "") + f"; log {log_path}:\n{tail}")

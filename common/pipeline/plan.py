@@ -336,8 +336,8 @@ def _build_stages(pname: str, order: list[str], raw: dict[str, dict], types: dic
             continue
         if launcher.kind != "local" and not st.distributed:
             errors.append(f"{stage_lines[sname].where(('launcher',))}: pipelines.{pname}.stages.{sname}.launcher: "
-                          f"stage type {st.name!r} is not a training stage or a sampling stage (generate, eval); "
-                          f"only those take a launcher")
+                          f"stage type {st.name!r} is not a training stage or a sampling stage: it runs in the runner's "
+                          f"process and takes no launcher (stage types that do: {', '.join(_distributed_types())})")
             continue
         ext = external_inputs(cfg.to_dict(), wd)
         ps = PlannedStage(pname, sname, st, cfg, launcher, deps[sname], wd / pname / sname, external_inputs=ext)
@@ -346,6 +346,11 @@ def _build_stages(pname: str, order: list[str], raw: dict[str, dict], types: dic
     if errors:
         raise ConfigError("\n".join(errors))
     return list(planned.values())
+
+
+def _distributed_types() -> list[str]:
+    """The registered stage types that take a launcher (for the error message; imports every stage type)."""
+    return sorted(n for n in STAGE_TYPES if get_stage_type(n).distributed)
 
 
 def _toposort(pname: str, names: list[str], deps: dict[str, list[str]], stage_lines: dict[str, LineIndex]) -> list[str]:

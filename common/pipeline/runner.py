@@ -20,7 +20,7 @@ from typing import Iterable
 
 from domainspec.common.artifacts import read_json, write_json
 from domainspec.common.pipeline import markers
-from domainspec.common.pipeline.launchers import run_distributed
+from domainspec.common.pipeline.launchers import describe_launch, run_distributed
 from domainspec.common.pipeline.markers import Action, Marker
 from domainspec.common.pipeline.plan import Plan, PlannedStage
 from domainspec.common.pipeline.stages import StageContext, StageResult
@@ -86,6 +86,8 @@ def format_plan(plan: Plan, decisions: dict[str, list[StageDecision]]) -> str:
             after = f" after {', '.join(s.deps)}" if s.deps else ""
             launch = f" [{s.launcher.kind} x{s.launcher.world_size}]" if s.launcher.kind != "local" else ""
             rows.append(f"    {d.action:4}  {s.name} ({s.type.name}){launch}{after}: {d.reason}  -> {s.out_dir}")
+            if s.launcher.kind != "local":
+                rows.append(f"          launch: {describe_launch(s.launcher, s.out_dir)}")
     return "\n".join(rows)
 
 

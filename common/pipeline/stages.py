@@ -99,8 +99,9 @@ class StageType:
     run: Callable[[Any, StageContext], "StageResult | Mapping[str, Any]"]
     # output name -> path relative to the stage folder, e.g. {"model": "final"}
     outputs: Mapping[str, str]
-    # training stages and data-parallel sampling stages (generate, eval) may be launched with
-    # deepspeed/torchrun/slurm, every rank running ``run``; others always run locally
+    # training stages (cpt, sft, coder_sft, rm), data-parallel sampling stages (generate, eval) and the
+    # stages doing both (reject_sample, math_loop) may be launched with deepspeed/torchrun/slurm, every
+    # rank running ``run`` (common/pipeline/ranks.py); others always run locally
     distributed: bool = False
     description: str = ""
 
@@ -118,6 +119,8 @@ STAGE_TYPES: dict[str, str] = {
     "rm": "domainspec.math.stages:RM_STAGE",
     "reject_sample": "domainspec.math.stages:REJECT_SAMPLE_STAGE",
     "math_eval": "domainspec.math.stages:MATH_EVAL_STAGE",
+    "grpo": "domainspec.math.grpo:GRPO_STAGE",
+    "dpo": "domainspec.coder.dpo:DPO_STAGE",
 }
 
 
