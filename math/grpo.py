@@ -52,7 +52,7 @@ from domainspec.common.models.loading import ModelConfig
 from domainspec.common.models.sampling import sampling_section
 from domainspec.common.pipeline import markers
 from domainspec.common.pipeline.markers import Action
-from domainspec.common.pipeline.ranks import is_rank0, rank_world, split_map, start_ranks
+from domainspec.common.pipeline.ranks import is_rank0, rank_world, split_map, start_ranks, sum_over_ranks
 from domainspec.common.pipeline.stages import StageType
 from domainspec.common.sandbox.pool import SandboxConfig
 from domainspec.common.train.loop import TrainConfig
@@ -301,7 +301,7 @@ def run_iteration(cfg: GRPOConfig, k: int, idir: Path, policy, tokenizer, refere
     timeouts_before = rewards.stats.timeouts
     kept, cursor = _sample(cfg, HFBackend(policy, tokenizer), rewards, pool, cursor, k, all_groups)
     gen_s = time.perf_counter() - t0
-    timeouts = _sum_over_ranks(rewards.stats.timeouts - timeouts_before)
+    timeouts = sum_over_ranks(rewards.stats.timeouts - timeouts_before)  # each rank rewards its share
     if is_rank0():
         write_jsonl([{k2: v for k2, v in g.items() if k2 != "prompt"} for g in all_groups], idir / "samples.jsonl")
     row = health.update(k, [g["rewards"] for g in all_groups])
@@ -328,17 +328,6 @@ def run_iteration(cfg: GRPOConfig, k: int, idir: Path, policy, tokenizer, refere
              row["zero_variance_groups"], len(kept), _fmt(row.get("kl")), _fmt(row.get("clip_fraction")),
              row["response_tokens"], gen_s, train_s)
     return row
-
-
-def _sum_over_ranks(n: int) -> int:
-    """``n`` summed over the ranks (each rank rewards its share of the groups)."""
-    world = rank_world()[1]
-    if world == 1:
-        return n
-    import torch.distributed as dist
-    parts: list = [None] * world
-    dist.all_gather_object(parts, n)
-    return sum(parts)
 
 
 def _fmt(v) -> str:

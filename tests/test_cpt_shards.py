@@ -198,7 +198,7 @@ def test_cpt_data_stage_prepares_what_the_cpt_stage_then_reuses(tmp_path, caplog
     from domainspec.common.models.loading import load_tokenizer
     shared = cfg.model_copy(update={"prepare": cfg.prepare.model_copy(update={"dir": str(root)})})
     with caplog.at_level("INFO", logger="domainspec.common.data.prepare"):
-        ds = build_dataset(shared, load_tokenizer(cfg.model), tmp_path / "cpt", rank=0)
+        ds = build_dataset(shared, load_tokenizer(cfg.model), tmp_path / "cpt")
     assert "reusing" in caplog.text and str(ds.folder) == res["data"] and len(ds) == res["sequences"]
 
 

@@ -52,9 +52,9 @@ def barrier() -> None:
         dist.barrier()
 
 
-def on_rank0(fn: Callable[[], T]) -> T:
+def on_rank0(fn: Callable[[], T], failed: str = "rank 0 failed", error: type[Exception] = RuntimeError) -> T:
     """``fn()`` run on rank 0 only; every rank returns its (picklable) result. When it raises on rank 0
-    the other ranks raise too, naming rank 0's error, instead of waiting forever."""
+    the other ranks raise too (``error(f"{failed}: {rank 0's error}")``) instead of waiting forever."""
     rank, world = rank_world()
     if world == 1:
         return fn()
@@ -69,8 +69,18 @@ def on_rank0(fn: Callable[[], T]) -> T:
     dist.broadcast_object_list(box, src=0)
     status, value = box[0]
     if status == "error":
-        raise RuntimeError(f"rank 0 failed: {value}")
+        raise error(f"{failed}: {value}")
     return value
+
+
+def sum_over_ranks(n: int) -> int:
+    """``n`` summed over the ranks (every rank must call it)."""
+    world = rank_world()[1]
+    if world == 1:
+        return n
+    parts: list = [None] * world
+    _group().all_gather_object(parts, n)
+    return sum(parts)
 
 
 def split_map(items: Sequence[T], fn: Callable[[list[T]], list[R]]) -> list[R]:

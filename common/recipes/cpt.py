@@ -101,27 +101,15 @@ def prepare_data(cfg: CPTConfig, out_dir: str | Path, tokenizer=None):
                    seed=cfg.train.seed, max_documents=cfg.max_documents)
 
 
-def build_dataset(cfg: CPTConfig, tokenizer, out_dir: Path, rank: int):
+def build_dataset(cfg: CPTConfig, tokenizer, out_dir: Path):
     """The prepared shards as a dataset: rank 0 prepares them (or finds them prepared), the other ranks
     wait and open the folder rank 0 names (only rank 0 hashes the sources)."""
-    import torch.distributed as dist
-
     from domainspec.common.data.shards import ShardDataset
     from domainspec.common.data.tokenization import tokenizer_fingerprint
-    multi = dist.is_initialized() and dist.get_world_size() > 1
-    box: list = [None]
-    if rank == 0:
-        try:
-            box[0] = str(prepare_data(cfg, out_dir, tokenizer)[0])
-        except Exception as e:
-            if multi:  # the other ranks must not wait forever for a folder
-                dist.broadcast_object_list([f"!{type(e).__name__}: {e}"], src=0)
-            raise
-    if multi:
-        dist.broadcast_object_list(box, src=0)
-    if box[0].startswith("!"):
-        raise ConfigError(f"rank 0 could not prepare the CPT data: {box[0][1:]}")
-    return ShardDataset(box[0], tokenizer=tokenizer_fingerprint(tokenizer))
+    from domainspec.common.pipeline.ranks import on_rank0
+    folder = on_rank0(lambda: str(prepare_data(cfg, out_dir, tokenizer)[0]),
+                      failed="rank 0 could not prepare the CPT data", error=ConfigError)
+    return ShardDataset(folder, tokenizer=tokenizer_fingerprint(tokenizer))
 
 
 def run_cpt(cfg: CPTConfig, out_dir: str | Path, resume: bool = True) -> dict[str, Any]:
@@ -138,7 +126,7 @@ def run_cpt(cfg: CPTConfig, out_dir: str | Path, resume: bool = True) -> dict[st
     rank, _, _ = init_distributed()
     if rank == 0:
         cfg.save_resolved(out_dir)
-    dataset = build_dataset(cfg, tokenizer, out_dir, rank)
+    dataset = build_dataset(cfg, tokenizer, out_dir)
     attn = model.config._attn_implementation
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     objective = CausalLMObjective(attn, collator=PackedCollator(attn, pad_id=pad))
