@@ -130,15 +130,16 @@ def _import_deepspeed():
 def init_distributed() -> tuple[int, int, int]:
     """(rank, local_rank, world) from the launcher's env (deepspeed/torchrun), or a 1-process group.
     Idempotent; ``train`` calls it, callers that need ranks before training (data building) may too."""
-    import socket
     import torch
+    import torch.distributed as dist
     deepspeed = _import_deepspeed()
-    if "RANK" not in os.environ:  # plain `python ...`: a process group of one
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if "RANK" not in os.environ:  # plain `python ...`: a process group of one
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1")
+    if os.environ.get("WORLD_SIZE") == "1" and not dist.is_initialized():
+        # one rank needs no rendezvous: an in-memory store, so no TCP port to pick (and no race with other
+        # processes on this host for it)
+        dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
     deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if torch.cuda.is_available():
