@@ -22,6 +22,7 @@ from typing import Callable, Sequence
 
 from domainspec.common.artifacts import write_jsonl
 from domainspec.common.models.sampling import SamplingConfig
+from domainspec.common.pipeline import ranks
 from domainspec.eval.benchmarks.base import Task
 from domainspec.eval.generate import Completer, Shard, generate_samples
 from domainspec.eval.scoring import Scored
@@ -51,7 +52,9 @@ def evaluate_tasks(bench, tasks: Sequence[Task], complete: Completer, sampling: 
 
     ``resume``: keep the samples already in ``out_dir/samples.jsonl`` written with the same settings.
     Under a launcher (more than one rank) every rank calls this and samples its share of the tasks
-    (data-parallel, :func:`generate_samples`); rank 0 alone scores and writes, the other ranks return None.
+    (data-parallel, :func:`generate_samples`); the reward scores and the execution / grading are split across
+    the ranks too (``score_samples(across_ranks=True)``); rank 0 alone writes and returns the result, the
+    other ranks return None.
     ``sandbox``/``grader``: live instances to reuse; otherwise they are made from
     ``sandbox_config``/``grader_mode`` and closed.
     """
@@ -63,13 +66,18 @@ def evaluate_tasks(bench, tasks: Sequence[Task], complete: Completer, sampling: 
     start = time.perf_counter()
     rows = generate_samples(tasks, complete, sampling, samples_path, meta, resume=resume)
     gen_s = time.perf_counter() - start
-    if Shard.from_env().rank != 0:  # under a launcher every rank samples its share; rank 0 scores
-        return None
-    if reward is not None:
-        rows = add_reward_scores(tasks, rows, reward)
-        write_jsonl(rows, samples_path)
+    shard = Shard.from_env()
+    if shard.world > 1:  # every rank sampled its share and holds the merged rows: score them together
+        ranks.start_ranks()
+    if reward is not None:  # reward-model scores, split across ranks
+        rows = ranks.split_map(rows, lambda part: add_reward_scores(tasks, part, reward))
+        if shard.rank == 0:
+            write_jsonl(rows, samples_path)
     scored = score_samples(bench, tasks, rows, ks=ks, grader_mode=grader_mode, sandbox_config=sandbox_config,
-                           sandbox=sandbox, grader=grader, style=meta.get("style"), progress=progress)
+                           sandbox=sandbox, grader=grader, style=meta.get("style"), progress=progress,
+                           across_ranks=True)
+    if shard.rank != 0:  # rank 0 alone writes
+        return None
     scored.summary["settings"] = run_settings(bench, data_path, samples_path, ks, limit, split, meta.get("style"),
                                               grader_mode, sandbox_config)
     scored.summary["sampling"] = sampling.to_dict()

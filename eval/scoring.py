@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from domainspec.common.artifacts import read_jsonl
+from domainspec.common.pipeline import ranks
 from domainspec.common.sandbox.pool import Status
 from domainspec.eval.datafiles import EvalDataError
 from domainspec.eval.passk import majority_correct, mean_pass_at_k, reward_best_correct
@@ -251,10 +252,50 @@ def _protocol(bench, samples, style) -> str:
     return bench.protocol(style)
 
 
+def _judge_across_ranks(samples: Sequence[dict], judge) -> tuple[list[tuple], dict, Any]:
+    """``judge(samples)`` split by task across the process group's ranks; every rank returns all verdicts
+    (sample order) and the merged info (each rank's per-task entries, e.g. time limits, joined)."""
+    rank, world = ranks.rank_world()
+    task_ids = list(dict.fromkeys(str(s["task_id"]) for s in samples))
+    mine = set(task_ids[rank::world])
+    idx = [i for i, s in enumerate(samples) if str(s["task_id"]) in mine]
+    # a rank without tasks judges none (its grader still serves the metrics: maj@k)
+    verdicts, info, grader = judge([samples[i] for i in idx])
+    parts = ranks.gather((idx, verdicts, info))
+    merged: list = [None] * len(samples)
+    infos = []
+    for part_idx, part_verdicts, part_info in parts:
+        for i, v in zip(part_idx, part_verdicts):
+            merged[i] = v
+        infos.append(part_info)
+    if any(v is None for v in merged):  # a rank that judged fewer samples than it was given
+        raise RuntimeError(f"scoring across {world} ranks: {sum(v is None for v in merged)} samples have no verdict")
+    info = _merge_info(infos)
+    info["ranks"] = {"world": world, "samples_per_rank": [len(p[0]) for p in parts]}
+    return merged, info, grader
+
+
+def _merge_info(infos: Sequence[dict]) -> dict:
+    """The ranks' scoring info as one: per-task dicts (time_limits_s, ...) joined, the rest rank 0's."""
+    out: dict = {}
+    for info in infos:
+        for key, value in info.items():
+            if isinstance(value, dict) and isinstance(out.get(key), dict):
+                out[key] = _merge_info([out[key], value])
+            else:
+                out.setdefault(key, value)
+    return out
+
+
 def score_samples(benchmark, tasks: Sequence[Task], samples: Sequence[dict], ks: Sequence[int] = (1,),
                   grader_mode: str = "strict", sandbox_config=None, sandbox=None, grader=None,
-                  style: str | None = None, progress: bool = False) -> Scored:
+                  style: str | None = None, progress: bool = False, across_ranks: bool = False) -> Scored:
     """Score ``samples`` (dicts with ``task_id``, ``completion``, optional ``score``/``style``) on ``tasks``.
+
+    ``across_ranks``: every rank of the launcher's process group calls this with the same samples; each
+    executes or grades the samples of its share of the tasks (task j of the sampled ones to rank j % world,
+    so a task's time-limit calibration runs once) and every rank gets the whole result
+    (``summary["ranks"]``: samples judged per rank).
 
     ``sandbox``/``grader``: pass a live instance to reuse it (training loops);
     otherwise one is made from ``sandbox_config``/``grader_mode`` and closed after.
@@ -268,11 +309,16 @@ def score_samples(benchmark, tasks: Sequence[Task], samples: Sequence[dict], ks:
     check_known_ids(samples, set(tasks_by_id), bench.name)
     idx = sample_indices([str(s["task_id"]) for s in samples])
     used_grader = None
-    # the one place where code and math differ: programs run in the sandbox, answers go to the grader
-    if bench.kind is Kind.CODE:
-        verdicts, info = _execute(bench, tasks_by_id, samples, sandbox, sandbox_config, progress)
+
+    def judge(part: Sequence[dict]) -> tuple[list[tuple], dict, Any]:
+        # the one place where code and math differ: programs run in the sandbox, answers go to the grader
+        if bench.kind is Kind.CODE:
+            return (*_execute(bench, tasks_by_id, part, sandbox, sandbox_config, progress), None)
+        return _grade(bench, tasks_by_id, part, grader, grader_mode, progress)
+    if across_ranks and ranks.rank_world()[1] > 1:
+        verdicts, info, used_grader = _judge_across_ranks(samples, judge)
     else:
-        verdicts, info, used_grader = _grade(bench, tasks_by_id, samples, grader, grader_mode, progress)
+        verdicts, info, used_grader = judge(samples)
     results: list[SampleResult] = []
     per_task: dict[str, list[SampleResult]] = {t.task_id: [] for t in tasks}
     for s, i, (passed, status, extracted, detail, limit, extra) in zip(samples, idx, verdicts):

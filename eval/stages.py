@@ -7,7 +7,8 @@ real-benchmark evaluation turns on by giving ``data`` (a local path or hub name)
 
 Both take a ``launcher:`` in pipelines.yaml as training stages do (``{kind: torchrun, nproc_per_node: 8}``):
 every rank loads the model and samples its share of the tasks (:func:`domainspec.eval.generate.generate_samples`),
-rank 0 merges the shards into ``samples.jsonl`` and, in ``eval``, alone scores them.
+rank 0 merges the shards into ``samples.jsonl``; in ``eval`` every rank then executes or grades the samples
+of its share of the tasks (``score_samples(across_ranks=True)``) and rank 0 writes the results.
 """
 from __future__ import annotations
 
@@ -80,18 +81,17 @@ def run_generate_stage(cfg: EvalStageConfig, ctx: StageContext) -> dict:
 def run_eval_stage(cfg: EvalStageConfig, ctx: StageContext) -> dict:
     """Generate, then score, through the one generate -> score path (samples resume after a kill)."""
     from domainspec.eval.evaluate import evaluate_tasks
-    from domainspec.eval.generate import Shard, generate_for_benchmark
 
     if (skipped := _no_data(cfg, ctx.out_dir)) is not None:
         return skipped
     with _benchmark_run(cfg) as run:
-        if (shard := Shard.from_env()).world > 1:  # sample data-parallel; rank 0 then scores the merged file alone
-            generate_for_benchmark(run, ctx.out_dir / "samples.jsonl")
-            if shard.rank != 0:
-                return {}
-        summary = evaluate_tasks(run.bench, run.tasks, run.complete, run.sampling, ctx.out_dir, run.meta,
-                                 resume=True, ks=cfg.ks, grader_mode=cfg.grader, sandbox_config=cfg.sandbox,
-                                 data_path=cfg.data, split=cfg.split, limit=cfg.limit, progress=True).summary
+        # under a launcher every rank samples its share and scores its share of the tasks; rank 0 writes
+        scored = evaluate_tasks(run.bench, run.tasks, run.complete, run.sampling, ctx.out_dir, run.meta,
+                                resume=True, ks=cfg.ks, grader_mode=cfg.grader, sandbox_config=cfg.sandbox,
+                                data_path=cfg.data, split=cfg.split, limit=cfg.limit, progress=True)
+    if scored is None:  # a rank other than 0
+        return {}
+    summary = scored.summary
     return {"benchmark": cfg.benchmark, "num_tasks": summary["num_tasks"], "num_samples": summary["num_samples"],
             **{k: v for k, v in summary["metrics"].items()}}
 

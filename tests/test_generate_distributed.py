@@ -164,6 +164,15 @@ def test_eval_stage_under_torchrun_samples_data_parallel(data, reference, tmp_pa
     assert (stage / "samples.jsonl").read_bytes() == one  # file-based wait: no process group in the stage
     summary = json.loads((stage / "summary.json").read_text())
     assert summary["num_tasks"] == 6 and summary["num_samples"] == 12
+    # grading was split by task across the ranks (3 tasks x 2 samples each), and it scores what one process does
+    assert summary["ranks"] == {"world": 2, "samples_per_rank": [6, 6]}
+    from domainspec.eval.scoring import score_samples
+    alone = score_samples(reference[0].bench, reference[0].tasks, [json.loads(x) for x in one.decode().splitlines()],
+                          ks=[1, 2])
+    assert summary["metrics"] == alone.summary["metrics"] and "ranks" not in alone.summary
+    results = [json.loads(x) for x in (stage / "results.jsonl").read_text().splitlines()]
+    assert [(r["task_id"], r["passed"], r["extracted"]) for r in results] == [
+        (r.task_id, r.passed, r.extracted) for r in alone.results]
     marker = read_done(stage)
     assert marker.info["launcher"] == "torchrun" and marker.info["world_size"] == 2
     assert marker.result["figures"]["num_samples"] == 12  # rank 0's result, after scoring

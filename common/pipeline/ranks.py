@@ -75,12 +75,17 @@ def on_rank0(fn: Callable[[], T], failed: str = "rank 0 failed", error: type[Exc
 
 def sum_over_ranks(n: int) -> int:
     """``n`` summed over the ranks (every rank must call it)."""
+    return sum(gather(n))
+
+
+def gather(obj: T) -> list[T]:
+    """Every rank's ``obj``, in rank order, on every rank (every rank must call it)."""
     world = rank_world()[1]
     if world == 1:
-        return n
+        return [obj]
     parts: list = [None] * world
-    _group().all_gather_object(parts, n)
-    return sum(parts)
+    _group().all_gather_object(parts, obj)
+    return parts
 
 
 def split_map(items: Sequence[T], fn: Callable[[list[T]], list[R]]) -> list[R]:
@@ -93,8 +98,7 @@ def split_map(items: Sequence[T], fn: Callable[[list[T]], list[R]]) -> list[R]:
     mine = list(fn(list(items[rank::world])))
     if len(mine) != len(items[rank::world]):
         raise ValueError(f"split_map: {len(mine)} results for {len(items[rank::world])} items on rank {rank}")
-    parts: list = [None] * world
-    _group().all_gather_object(parts, mine)
+    parts = gather(mine)
     out: list = [None] * len(items)
     for r, part in enumerate(parts):
         out[r::world] = part
