@@ -49,6 +49,7 @@ from domainspec.math.evaluation import MathEvalConfig
 from domainspec.math.problem_sources import ProblemSetConfig, ProblemSource  # noqa: F401 (config API)
 from domainspec.math.rejection_sampling import RejectionSamplingConfig
 from domainspec.math.reward_model import RewardModelConfig
+from domainspec.math.synthetic import RoundSynthesisConfig
 from domainspec.math.tir import TIRConfig
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,10 @@ class MathLoopConfig(Config):
         "all_rounds", description="Reward-model training groups: this round's graded samples only, or those of "
                                   "every round so far (more questions; a question sampled in several rounds is one "
                                   "group, so it is never on both sides of the held-out split).")
+    synthesis: RoundSynthesisConfig | None = Field(
+        None, description="Prompted synthesis each round: an instruct model (`writer`) writes `n` new problems "
+                          "from the seed problems, its majority vote fixes their answers, and the kept ones join "
+                          "the round's problems (math/synthetic.py); null: none.")
     eval: MathEvalConfig = Field(default_factory=MathEvalConfig, description="Per-round evaluation.")
     tir: TIRConfig = Field(default_factory=TIRConfig, description="Tool-integrated reasoning settings.")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description="Sandbox running TIR code.")
@@ -222,6 +227,62 @@ def run_round_zero(cfg: MathLoopConfig, out: Path, sets: dict, sandbox: Any) -> 
             "seconds": time.perf_counter() - start, "phase_seconds": dict(times), "sft_examples": len(convs)}
 
 
+def _synthesize(k: int, cfg: MathLoopConfig, rdir: Path, sets: dict, policy: str, times: PhaseTimes
+                ) -> tuple[list[dict], dict]:
+    """Round k's prompted problems (``cfg.synthesis``): written and voted on data-parallel into
+    ``synthesis/requests.jsonl`` / ``votes.jsonl`` (resumable), then decontaminated by rank 0, which writes
+    ``synthesis/problems.jsonl`` (kept, with their majority answer and agreement), ``dropped.jsonl`` (each
+    request or question dropped, with its reason) and ``stats.json``."""
+    from domainspec.common.artifacts import read_jsonl_rows, write_jsonl
+    from domainspec.common.models.generation import make_backend
+    from domainspec.eval.grader.math_grader import MathGrader
+    from domainspec.math.problem_sources import contamination_index, decontaminate_problems
+    from domainspec.math.synthetic import prompted_problems
+    syn = cfg.synthesis
+    sdir = rdir / "synthesis"
+    if markers.is_done(rdir, _key(cfg, k, "synth"), "synth").action is Action.SKIP:
+        return read_jsonl_rows(sdir / "problems.jsonl"), read_json(sdir / "stats.json")
+    if ranks.is_rank0():
+        sdir.mkdir(parents=True, exist_ok=True)
+        if not markers.may_resume(rdir, _key(cfg, k, "synth"), "synth"):  # another config's samples: start afresh
+            for name in ("requests.jsonl", "votes.jsonl"):
+                (sdir / name).unlink(missing_ok=True)
+        markers.mark_running(rdir, _key(cfg, k, "synth"), "synth")
+    ranks.barrier()
+    round_cfg = syn.model_copy(update={"sampling": syn.sampling.replace(seed=syn.sampling.seed + 10 * k)})
+    known = [p["question"] for name, rows in sets.items() if name != "seed" for p in rows]
+    with times("synthesize"):
+        if syn.writer == "policy":
+            writer = _backend(policy, syn.sampling)
+        else:
+            writer = make_backend(syn.sampling, ModelConfig(name_or_path=str(Path(syn.writer).expanduser())))
+        with writer:
+            rows, stats = prompted_problems(writer, sets["seed"], round_cfg, MathGrader(cfg.rejection_sampling.grader_mode),
+                                            exclude=known, out_dir=sdir, id_prefix=f"synth-r{k}", progress=True)
+
+    def finish() -> tuple[list[dict], dict]:
+        dropped = stats.pop("dropped_rows")
+        kept = rows
+        if cfg.problems.decontam.enabled and rows:
+            index = contamination_index(cfg.problems.decontam, sets["heldout"], _eval_files(cfg))
+            kept, d = decontaminate_problems(rows, index, sdir / "contaminated.jsonl")
+            if d["dropped"]:
+                stats["dropped"]["contaminated"] = d["dropped"]
+                stats["contaminated_by"] = d["by_benchmark"]
+                kept_ids = {r["id"] for r in kept}
+                dropped += [{**r, "reason": "contaminated"} for r in rows if r["id"] not in kept_ids]
+        stats.update(kept=len(kept), writer=syn.writer, answers="majority vote")
+        write_jsonl(kept, sdir / "problems.jsonl")
+        write_jsonl(dropped, sdir / "dropped.jsonl")
+        write_json(stats, sdir / "stats.json")
+        markers.write_done(rdir, _key(cfg, k, "synth"), step="synth")
+        return kept, stats
+    kept, stats = ranks.on_rank0(finish, failed=f"round {k}: synthesis")
+    log.info("round %d: synthesis kept %d of %d requested problems (dropped: %s)", k, stats["kept"],
+             stats["requested"], stats["dropped"] or "none")
+    return kept, stats
+
+
 def _sample_and_grade(k: int, cfg: MathLoopConfig, rdir: Path, problems: list[dict], policy: str, sandbox: Any,
                       times: PhaseTimes) -> list[dict]:
     """Round k's graded samples: sampled data-parallel, graded split across ranks, written by rank 0."""
@@ -287,10 +348,14 @@ def run_round(k: int, cfg: MathLoopConfig, out: Path, sets: dict, prev: dict, sa
     start = time.perf_counter()
     times = PhaseTimes()
     policy = prev["policy"]
+    problems, synthesis = sets[f"round_{k}"], None
+    if cfg.synthesis is not None:  # before sampling: the new problems are sampled with the round's own
+        new, synthesis = _synthesize(k, cfg, rdir, sets, policy, times)
+        problems = problems + new
     if markers.is_done(rdir, _key(cfg, k, "samples"), "samples").action is Action.SKIP:
         graded = read_jsonl_rows(rdir / "samples.jsonl")
     else:
-        graded = _sample_and_grade(k, cfg, rdir, sets[f"round_{k}"], policy, sandbox, times)
+        graded = _sample_and_grade(k, cfg, rdir, problems, policy, sandbox, times)
     groups = rm_groups([graded] + [read_jsonl_rows(out / f"round_{j}" / "samples.jsonl") for j in range(1, k)]
                        if cfg.rm_data == "all_rounds" else [graded])
     rm_res = _reward_model(k, cfg, rdir, groups, policy, times)
@@ -322,7 +387,7 @@ def run_round(k: int, cfg: MathLoopConfig, out: Path, sets: dict, prev: dict, sa
             "rm_heldout": {x: rm_res.get(x) for x in ("pairwise_accuracy", "num_pairs", "num_groups",
                                                       "train_questions")},
             "rm_source": rm_res.get("source", "trained" if rm_res.get("path") else None),
-            "rejection_sampling": rs_summary, "seconds": time.perf_counter() - start}
+            "rejection_sampling": rs_summary, "synthesis": synthesis, "seconds": time.perf_counter() - start}
 
 
 def _start(cfg: MathLoopConfig, out: Path) -> tuple[dict, dict]:

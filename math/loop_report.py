@@ -69,6 +69,14 @@ def markdown(summary: dict) -> str:
             per = f" ({p['problems_per_round']} per round, {p['without_answer']} without an answer)"                 if "problems_per_round" in p else f" ({p.get('problems')} problems)"
             lines.append(f"- {role}: {p['source']}{per}{dropped}")
         lines.append("")
+    synth = [(r["round"], r["synthesis"]) for r in summary["rounds"] if r.get("synthesis")]
+    if synth:
+        lines += ["Prompted synthesis (new problems written by the writer model, answers fixed by its majority vote; "
+                  "each dropped one is in round_<k>/synthesis/dropped.jsonl with its reason):", ""]
+        lines += [f"- round {k}: writer {s['writer']}, {s['requested']} requested, {s['parsed_new']} new questions, "
+                  f"{s['kept']} kept; dropped: "
+                  + (", ".join(f"{why} {n}" for why, n in s["dropped"].items()) or "none") for k, s in synth]
+        lines.append("")
     phases = [(r["round"], r["phase_seconds"]) for r in summary["rounds"] if r.get("phase_seconds")]
     if phases:
         lines += ["Time per phase (seconds; a phase finished in an earlier run is not timed):", ""]

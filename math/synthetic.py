@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
+from pathlib import Path
 from typing import Any, Iterable, Iterator, Literal, Sequence
 
 from pydantic import Field
@@ -44,6 +45,18 @@ class SyntheticConfig(Config):
     votes: int = Field(8, ge=1, description="Prompted: solutions sampled to fix each new problem's answer.")
     min_agreement: float = Field(0.5, ge=0.0, le=1.0, description="Prompted: share of votes the majority answer needs.")
     sampling: PROMPTED_SAMPLING
+
+
+class RoundSynthesisConfig(SyntheticConfig):
+    """Prompted synthesis inside the math loop (``MathLoopConfig.synthesis``): each round an instruct model
+    writes ``n`` new problems from the seed problems, its majority vote fixes their answers, and they join
+    that round's problems (Qwen2.5-Math sec. 3.1)."""
+
+    source: Literal["prompted"] = Field("prompted", description="Only 'prompted' here: templated round "
+                                                                "problems are problems.round_source.")
+    writer: str = Field("policy", description="The model that writes and solves the new problems: 'policy' (the "
+                                              "round's current policy) or a model folder (an instruct model, "
+                                              "e.g. Qwen2.5-72B-Instruct in the report).")
 
 
 def problem_row(p: Any, pid: str) -> dict:
@@ -100,44 +113,85 @@ def _parse_problem(text: str) -> str | None:
 
 
 def prompted_problems(backend: Any, seeds: Sequence[dict], cfg: SyntheticConfig, grader: Any,
-                      exclude: Iterable[str] = ()) -> tuple[list[dict], dict]:
+                      exclude: Iterable[str] = (), out_dir: str | Path | None = None,
+                      id_prefix: str | None = None, progress: bool = False) -> tuple[list[dict], dict]:
     """New problems written by an instruct model, answers fixed by majority vote of its solutions.
 
-    Returns (problems, stats). Each problem: ``{"id", "question", "answer", "agreement"}``.
+    Both sampling steps (the problems, one per request; then ``votes`` CoT solutions of each new
+    question) go through the one generate path (``eval.generate.generate_samples``). With ``out_dir``
+    they are kept in ``out_dir/requests.jsonl`` and ``votes.jsonl``: resumable, and data-parallel under a
+    launcher (every rank calls this and gets the same result); without it, one process and temporary files.
+
+    Returns (problems, stats). Each problem: ``{"id", "question", "answer", "agreement", "votes"}``.
+    ``stats``: requested, parsed_new, kept, and ``dropped``: counts per reason; the dropped requests and
+    questions themselves, each with its reason, are ``stats["dropped_rows"]`` (a caller writes them).
+    Reasons: ``not_a_problem`` (no problem text of 15-1000 characters in the reply), ``known_question``
+    (a seed or excluded question), ``repeat`` (written twice), ``no_majority`` (no answer is extracted, or
+    the vote is split evenly), ``low_agreement`` (the majority's share is under ``min_agreement``).
     """
     import random
+    import tempfile
+
+    from domainspec.common.artifacts import content_hash
+    from domainspec.eval.benchmarks.base import Task
+    from domainspec.eval.generate import Shard, generate_samples, prompted_completer
     from domainspec.eval.grader.math_grader import extract_answer
-    from domainspec.math.tir import build_prompt
+    from domainspec.math.tir import completer
     if not seeds:
         raise ValueError("prompted synthesis needs seed problems")
+    prefix = id_prefix or f"gen-{cfg.seed}"
     rng = random.Random(cfg.sampling.seed)
     requests = []
-    for _ in range(cfg.n):
+    for i in range(cfg.n):
         shots = rng.sample(list(seeds), min(cfg.few_shot, len(seeds)))
         examples = "\n\n".join(f"Problem: {s['question']}" for s in shots)
-        requests.append(backend.apply_chat_template([{"role": "user", "content": PROBLEM_REQUEST.format(examples=examples)}]))
-    params = cfg.sampling.replace(n=1)
-    seen = set(exclude) | {s["question"] for s in seeds}
-    questions = []
-    for out in backend.generate(requests, params):
-        q = _parse_problem(out[0]) if out else None
-        if q and q not in seen:
+        requests.append(Task(str(i), PROBLEM_REQUEST.format(examples=examples)))
+    known = set(exclude) | {s["question"] for s in seeds}
+    dropped: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        where = Path(out_dir) if out_dir is not None else Path(tmp)
+        shard = None if out_dir is not None else Shard()  # temporary files: one process
+        write = prompted_completer(backend, None, "chat", render=lambda t: [{"role": "user", "content": t.prompt}],
+                                   progress=progress)
+        written = generate_samples(requests, write, cfg.sampling.replace(n=1), where / "requests.jsonl",
+                                   {"step": "write", "requests": content_hash([t.prompt for t in requests])},
+                                   shard=shard)
+        questions: list[str] = []
+        seen: set[str] = set()
+        for row in written:
+            q = _parse_problem(row["completion"])
+            reason = ("not_a_problem" if q is None else "known_question" if q in known
+                      else "repeat" if q in seen else None)
+            if reason:
+                dropped.append({"request": int(row["task_id"]), "text": row["completion"], "reason": reason})
+                continue
             seen.add(q)
             questions.append(q)
-    vote_params = cfg.sampling.replace(n=cfg.votes, seed=cfg.sampling.seed + 1)
-    solutions = backend.generate([build_prompt(backend, q, "cot") for q in questions], vote_params) if questions else []
+        tasks = [Task(str(i), q) for i, q in enumerate(questions)]
+        vote_params = cfg.sampling.replace(n=cfg.votes, seed=cfg.sampling.seed + 1)
+        voted = generate_samples(tasks, completer(backend, "cot", progress=progress), vote_params,
+                                 where / "votes.jsonl", {"step": "vote", "questions": content_hash(questions)},
+                                 shard=shard) if tasks else []
+    solutions: list[list[str]] = [[] for _ in questions]
+    for row in voted:
+        solutions[int(row["task_id"])].append(row["completion"])
     rows = []
     for i, (q, sols) in enumerate(zip(questions, solutions)):
         answers = [extract_answer(s, grader.mode) for s in sols]
         maj = grader.majority_vote(answers)
         if maj is None:
+            dropped.append({"question": q, "answers": answers, "reason": "no_majority"})
             continue
         agree = sum(g.correct for g in grader.grade_many([(s, maj) for s in sols])) / len(sols)
-        if agree >= cfg.min_agreement:
-            rows.append({"id": f"gen-{cfg.seed}-{i}", "question": q, "answer": maj, "agreement": agree})
-    stats = {"requested": cfg.n, "parsed_new": len(questions), "kept": len(rows)}
-    log.info("prompted synthesis: %d requested, %d new questions parsed, %d kept by majority vote",
-             cfg.n, len(questions), len(rows))
+        if agree < cfg.min_agreement:
+            dropped.append({"question": q, "answer": maj, "agreement": agree, "answers": answers,
+                            "reason": "low_agreement"})
+            continue
+        rows.append({"id": f"{prefix}-{i}", "question": q, "answer": maj, "agreement": agree, "votes": len(sols)})
+    stats = {"requested": cfg.n, "parsed_new": len(questions), "kept": len(rows),
+             "dropped": dict(sorted(Counter(d["reason"] for d in dropped).items())), "dropped_rows": dropped}
+    log.info("prompted synthesis: %d requested, %d new questions parsed, %d kept by majority vote; dropped %s",
+             cfg.n, len(questions), len(rows), stats["dropped"] or "none")
     return rows, stats
 
 

@@ -4,6 +4,7 @@ Training (SFT, RM) is real on a micro tiny model; generation is a scripted solve
 has correct and incorrect samples whatever the micro model has learnt.
 """
 import json
+import re
 import zlib
 from pathlib import Path
 
@@ -134,6 +135,61 @@ def test_micro_loop_runs_and_resumes_round_by_round(solver, tmp_path, monkeypatc
     changed = load_config(MathLoopConfig, DEFAULT, MICRO + ["rejection_sampling.sampling.n=5"])
     with pytest.raises(ConfigError, match="different config"):
         run_loop(changed, out)
+
+
+class SynthSolver(Solver):
+    """Solver that also writes problems: a prompt asking for one gets "Tom has a apples..." (a, b from the
+    prompt's hash) or, one time in four, a reply that is not a problem; Tom's questions are always solved right."""
+
+    TOM = re.compile(r"Tom has (\d+) apples and gets (\d+) more")
+
+    def generate(self, prompts, params, progress=False, sample_start=None, on_done=None):
+        out = []
+        for i, p in enumerate(prompts):
+            if "Write one new problem" in p:
+                h = zlib.crc32(f"{p}|{params.seed}".encode())
+                out.append(["ok" if h % 4 == 0 else
+                            f"Problem: Tom has {h % 7 + 2} apples and gets {h % 5 + 1} more. How many apples now?"])
+            elif m := self.TOM.search(p):
+                out.append([f"Adding them.\nThe answer is \\boxed{{{int(m[1]) + int(m[2])}}}"] * params.n)
+            else:
+                out.extend(super().generate([p], params))
+            if on_done is not None:
+                on_done(i, out[-1])
+        return out
+
+
+def test_loop_round_with_prompted_synthesis_samples_the_kept_problems(monkeypatch, tmp_path):
+    def backend(path, sampling=None):
+        answers = {}
+        for f in (tmp_path / "run" / "data").glob("*.jsonl"):
+            for line in f.read_text().splitlines():
+                row = json.loads(line)
+                answers[row["question"]] = row["answer"]
+        return SynthSolver(answers)
+    monkeypatch.setattr(loop_mod, "_backend", backend)
+    cfg = load_config(MathLoopConfig, DEFAULT, MICRO + ["rounds=1", "eval.modes=[cot]", "synthesis.n=8",
+                                                        "synthesis.votes=3", "synthesis.few_shot=2"])
+    out = tmp_path / "run"
+    summary = run_loop(cfg, out)
+    sdir = out / "round_1" / "synthesis"
+    kept = [json.loads(x) for x in (sdir / "problems.jsonl").read_text().splitlines()]
+    dropped = [json.loads(x) for x in (sdir / "dropped.jsonl").read_text().splitlines()]
+    stats = summary["rounds"][1]["synthesis"]
+    assert stats["requested"] == 8 and stats["kept"] == len(kept) > 0 and stats["writer"] == "policy"
+    # every request is kept or dropped with a reason: nothing is lost silently
+    assert len(kept) + len(dropped) == 8 and sum(stats["dropped"].values()) == len(dropped)
+    assert {d["reason"] for d in dropped} <= {"not_a_problem", "repeat", "known_question", "no_majority",
+                                               "low_agreement", "contaminated"}
+    for r in kept:  # the majority answer of the writer's votes (always right here)
+        m = SynthSolver.TOM.search(r["question"])
+        assert r["answer"] == str(int(m[1]) + int(m[2])) and r["agreement"] == 1.0 and r["id"].startswith("synth-r1-")
+    # the kept problems are sampled and graded with the round's own
+    sampled = [json.loads(x) for x in (out / "round_1" / "samples.jsonl").read_text().splitlines()]
+    assert len(sampled) == 6 + len(kept)
+    assert {r["question"] for r in kept} <= {r["question"] for r in sampled}
+    assert "Prompted synthesis" in (out / "report.md").read_text()
+    assert "synthesize" in summary["rounds"][1]["phase_seconds"]
 
 
 def test_bad_loop_config_names_the_yaml_path(tmp_path):

@@ -35,7 +35,7 @@ class Writer(ChatTemplate):
     def __init__(self, problems, votes):
         self.problems, self.votes, self.i = problems, votes, 0
 
-    def generate(self, prompts, params, progress=False):
+    def generate(self, prompts, params, progress=False, sample_start=None, on_done=None):
         out = []
         for p in prompts:
             if "Write one new problem" in p:
@@ -44,6 +44,8 @@ class Writer(ChatTemplate):
             else:
                 q = next(q for q in self.votes if q in p)
                 out.append(self.votes[q][:params.n])
+            if on_done is not None:
+                on_done(len(out) - 1, out[-1])
         return out
 
 
@@ -55,10 +57,30 @@ def test_prompted_problems_keep_majority_verified_new_questions():
                       q2: ["\\boxed{12}", "\\boxed{10}", "\\boxed{11}", "\\boxed{13}"]})
     rows, stats = prompted_problems(backend, seeds, SyntheticConfig(source="prompted", n=5, votes=4, min_agreement=0.5),
                                     MathGrader())
-    # q1 kept with its majority answer (3 of 4 agree, 9.0 == 9); q2 has no majority; a repeat, a
+    # q1 kept with its majority answer (3 of 4 agree, 9.0 == 9); q2's majority has 1 vote of 4; a repeat, a
     # non-problem and a copy of the seed are dropped
     assert [(r["question"], r["answer"], r["agreement"]) for r in rows] == [(q1, "9", 0.75)]
-    assert stats == {"requested": 5, "parsed_new": 2, "kept": 1}
+    assert {k: stats[k] for k in ("requested", "parsed_new", "kept", "dropped")} == {
+        "requested": 5, "parsed_new": 2, "kept": 1,
+        "dropped": {"known_question": 1, "low_agreement": 1, "not_a_problem": 1, "repeat": 1}}
+    # each dropped request or question says why (the loop writes them to the round's synthesis/dropped.jsonl)
+    reasons = {(d.get("question") or d["text"]): d["reason"] for d in stats["dropped_rows"]}
+    assert reasons == {q2: "low_agreement", "ok": "not_a_problem", f"Problem: {q1}": "repeat",
+                       f"Problem: {seeds[0]['question']}": "known_question"}
+
+
+def test_prompted_problems_resume_from_their_files(tmp_path):
+    """With out_dir both sampling steps are kept on disk: a second call samples nothing again."""
+    seeds = [{"question": "Ann has 2 apples and buys 3. How many apples does she have?", "answer": "5"}]
+    q1 = "Ben has 4 pens and buys 5 more. How many pens?"
+    cfg = SyntheticConfig(source="prompted", n=2, votes=3, min_agreement=0.5)
+    first = Writer([f"Problem: {q1}", "no"], {q1: ["\\boxed{9}"] * 3})
+    rows, _ = prompted_problems(first, seeds, cfg, MathGrader(), out_dir=tmp_path, id_prefix="gen-r1")
+    assert [(r["id"], r["answer"], r["votes"]) for r in rows] == [("gen-r1-0", "9", 3)]
+    assert (tmp_path / "requests.jsonl").is_file() and (tmp_path / "votes.jsonl").is_file()
+    again = Writer(["Problem: something else entirely, never asked"], {})
+    assert prompted_problems(again, seeds, cfg, MathGrader(), out_dir=tmp_path, id_prefix="gen-r1")[0] == rows
+    assert again.i == 0  # nothing was sampled
 
 
 def test_math_text_documents_are_worked_problems():
