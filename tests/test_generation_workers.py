@@ -45,16 +45,52 @@ def test_a_dead_worker_stops_the_call_with_its_exit_code():
         backend.generate(PROMPTS, SamplingConfig(max_new_tokens=8))
 
 
-def test_leaving_a_with_block_stops_the_workers():
-    """Every backend is a context manager; the worker pool's exit stops its processes (the math loop and
-    the eval stage sample inside one, so a round's workers are gone before its training starts)."""
+def test_leaving_a_with_block_parks_the_workers_and_the_next_pool_loads_its_model_into_them(tmp_path):
+    """Every backend is a context manager. On a CPU the pool's exit unloads the model and parks its
+    processes; the next pool of the same shape loads its own model into them (same pids) and gives a fresh
+    process's completions; a parked worker that died is not reused; stop_parked_workers ends them."""
+    from domainspec.common.models.worker_pool import _PARKED, stop_parked_workers
+    stop_parked_workers()
+    params = SamplingConfig(max_new_tokens=12, n=2, temperature=0.8, seed=3)
     with make_backend(SamplingConfig(workers=2), ModelConfig(name_or_path="tiny")) as backend:
         procs = list(backend._procs)
-        assert [p.is_alive() for p in procs] == [True, True]
-    assert [p.is_alive() for p in procs] == [False, False] and backend._procs == []
+        assert [p.is_alive() for p in procs] == [True, True] and not backend.reused
+    assert [p.is_alive() for p in procs] == [True, True] and backend._procs == []
+    with pytest.raises(WorkerError, match="closed"):
+        backend.generate(PROMPTS, params)
+    other = ModelConfig(name_or_path="tiny", tiny={"hidden_size": 32, "num_hidden_layers": 1,
+                                                   "intermediate_size": 64, "num_attention_heads": 2,
+                                                   "num_key_value_heads": 1})
+    with make_backend(SamplingConfig(workers=2), other) as again:
+        assert again.reused and again.pids == [p.pid for p in procs]
+        assert again.generate(PROMPTS, params) == make_backend("hf", other).generate(PROMPTS, params)
+    procs[0].kill()
+    procs[0].join()
+    with make_backend(SamplingConfig(workers=2), ModelConfig(name_or_path="tiny")) as fresh:
+        assert not fresh.reused and not set(fresh.pids) & {p.pid for p in procs}
+    assert not procs[1].is_alive()  # the crew with the dead worker was stopped, not parked again
+    parked = [p for crews in _PARKED.values() for c in crews for p in c.procs]
+    assert len(parked) == 2 and all(p.is_alive() for p in parked)
+    stop_parked_workers()
+    assert not any(p.is_alive() for p in parked)
     with make_backend("hf") as one:  # nothing to release: close() is a no-op, the backend stays usable
         pass
     assert one.generate(["x = 1\n"], SamplingConfig(max_new_tokens=2))
+
+
+def test_a_pool_left_mid_call_is_stopped_not_parked():
+    from domainspec.common.models.worker_pool import _PARKED, stop_parked_workers
+    stop_parked_workers()
+
+    def boom(i, texts):
+        raise KeyboardInterrupt
+
+    backend = make_backend(SamplingConfig(workers=2), ModelConfig(name_or_path="tiny"))
+    procs = list(backend._procs)
+    with pytest.raises(KeyboardInterrupt):
+        with backend:
+            backend.generate(PROMPTS, SamplingConfig(max_new_tokens=8), on_done=boom)
+    assert not any(p.is_alive() for p in procs) and not any(_PARKED.values())
 
 
 def test_workers_refused_where_they_cannot_work(monkeypatch):

