@@ -52,15 +52,20 @@ class Solver(ChatTemplate):
         return out
 
 
+def _known_answers(data_dir) -> dict:
+    """question -> answer of every problem set the loop wrote under ``data_dir``."""
+    answers = {}
+    for f in data_dir.glob("*.jsonl"):
+        for line in f.read_text().splitlines():
+            row = json.loads(line)
+            answers[row["question"]] = row["answer"]
+    return answers
+
+
 @pytest.fixture
 def solver(monkeypatch, tmp_path):
     def backend(path, sampling=None):
-        answers = {}
-        for f in (tmp_path / "run" / "data").glob("*.jsonl"):
-            for line in f.read_text().splitlines():
-                row = json.loads(line)
-                answers[row["question"]] = row["answer"]
-        return Solver(answers)
+        return Solver(_known_answers(tmp_path / "run" / "data"))
     Solver.calls = []
     monkeypatch.setattr(loop_mod, "_backend", backend)
     return backend
@@ -161,12 +166,7 @@ class SynthSolver(Solver):
 
 def test_loop_round_with_prompted_synthesis_samples_the_kept_problems(monkeypatch, tmp_path):
     def backend(path, sampling=None):
-        answers = {}
-        for f in (tmp_path / "run" / "data").glob("*.jsonl"):
-            for line in f.read_text().splitlines():
-                row = json.loads(line)
-                answers[row["question"]] = row["answer"]
-        return SynthSolver(answers)
+        return SynthSolver(_known_answers(tmp_path / "run" / "data"))
     monkeypatch.setattr(loop_mod, "_backend", backend)
     cfg = load_config(MathLoopConfig, DEFAULT, MICRO + ["rounds=1", "eval.modes=[cot]", "synthesis.n=8",
                                                         "synthesis.votes=3", "synthesis.few_shot=2"])
