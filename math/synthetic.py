@@ -129,6 +129,7 @@ def prompted_problems(backend: Any, seeds: Sequence[dict], cfg: SyntheticConfig,
     (a seed or excluded question), ``repeat`` (written twice), ``no_majority`` (no answer is extracted, or
     the vote is split evenly), ``low_agreement`` (the majority's share is under ``min_agreement``).
     """
+    import contextlib
     import random
     import tempfile
 
@@ -148,8 +149,8 @@ def prompted_problems(backend: Any, seeds: Sequence[dict], cfg: SyntheticConfig,
         requests.append(Task(str(i), PROBLEM_REQUEST.format(examples=examples)))
     known = set(exclude) | {s["question"] for s in seeds}
     dropped: list[dict] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        where = Path(out_dir) if out_dir is not None else Path(tmp)
+    with tempfile.TemporaryDirectory() if out_dir is None else contextlib.nullcontext(out_dir) as folder:
+        where = Path(folder)
         shard = None if out_dir is not None else Shard()  # temporary files: one process
         write = prompted_completer(backend, None, "chat", render=lambda t: [{"role": "user", "content": t.prompt}],
                                    progress=progress)

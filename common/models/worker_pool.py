@@ -148,8 +148,6 @@ class WorkerPoolBackend(Closing):
     """The generation backend interface over ``workers`` local processes running backend ``name``."""
 
     def __init__(self, name: str, model_config, workers: int, tokenizer=None):
-        import multiprocessing as mp
-
         import torch
 
         if workers < 2:
@@ -255,21 +253,22 @@ class WorkerPoolBackend(Closing):
         model and are parked for the next pool of the same shape (``stop_parked_workers`` or the process's
         exit stops them); on GPUs, or after an error or an unfinished call, they are stopped (a parked GPU
         worker would keep its CUDA context on a GPU that training needs next)."""
-        crew, self._crew = getattr(self, "_crew", None), None
+        crew = getattr(self, "_crew", None)
         if crew is None:
             return
         if self._park and not self._busy and crew.alive():
-            self._park = False  # an error while unloading stops the crew (close is re-entered from _collect)
+            self._park = False  # a failure while unloading re-enters close (from _collect), which then stops
             try:
                 for inbox in crew.inboxes:
                     inbox.put(("unload",))
-                self._crew = crew
                 self._collect(None, {"unloaded"}, crew.workers)
+            except (WorkerError, OSError, ValueError):
+                pass
+            else:
                 self._crew = None
                 _PARKED.setdefault((crew.workers, crew.threads), []).append(crew)
                 return
-            except (WorkerError, OSError, ValueError):
-                self._crew = None
+        self._crew = None
         crew.stop()
 
     def __del__(self):
