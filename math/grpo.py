@@ -32,7 +32,10 @@ Under a launcher (``WORLD_SIZE`` > 1) the rollouts are data parallel: each rank 
 prompts ``rank::world`` of a round and scores the old-policy / reference logprobs of its share of the rows;
 both are all-gathered in order, so every rank holds one process's batch (sampling is seeded per prompt and
 sample index) and takes the same dynamic-sampling decisions; ``train`` then splits each step over the ranks.
-Rank 0 writes the files and markers. The held-out evaluation still runs on every rank.
+Rank 0 writes the files and markers. The held-out evaluation still runs on every rank. Without a launcher,
+``sampling.workers`` > 1 samples through a local worker pool (``common/models/worker_pool.py``) that loads
+the iteration's starting weights from their folder (the previous iteration's ``final``); the groups equal
+the in-process ones.
 
 Not here: value models / PPO with a critic, colocated vLLM generation, multi-turn (TIR) rollouts.
 """
@@ -287,10 +290,20 @@ def _metrics_means(path: Path) -> dict:
     return out
 
 
+def _backend(cfg: GRPOConfig, sampling, model, tokenizer, weights: str):
+    """The backend that samples ``model`` (whose weights are the folder ``weights``): in-process, or with
+    ``sampling.workers`` > 1 a local worker pool that loads ``weights`` (on CPU the pool's processes are
+    parked between calls and reused, so each iteration pays a reload of the weights, not a spawn)."""
+    from domainspec.common.models.generation import make_backend
+    if sampling.workers > 1:
+        return make_backend(sampling, cfg.model.model_copy(update={"name_or_path": weights, "gguf_file": None}))
+    return make_backend(sampling.backend, model=model, tokenizer=tokenizer)
+
+
 def run_iteration(cfg: GRPOConfig, k: int, idir: Path, policy, tokenizer, reference, rewards, pool, cursor,
-                  health: RewardHealth) -> dict:
-    """Generate -> reward -> advantages -> updates for iteration ``k``; returns its record."""
-    from domainspec.common.models.generation import HFBackend
+                  health: RewardHealth, weights: str) -> dict:
+    """Generate -> reward -> advantages -> updates for iteration ``k`` from the policy ``policy`` (whose
+    weights are the folder ``weights``); returns its record."""
     from domainspec.common.train.loop import train
     from domainspec.common.train.rl_objectives import GRPOObjective
     start = time.perf_counter()
@@ -299,7 +312,8 @@ def run_iteration(cfg: GRPOConfig, k: int, idir: Path, policy, tokenizer, refere
     policy.eval()
     all_groups: list[dict] = []
     timeouts_before = rewards.stats.timeouts
-    kept, cursor = _sample(cfg, HFBackend(policy, tokenizer), rewards, pool, cursor, k, all_groups)
+    with _backend(cfg, cfg.sampling, policy, tokenizer, weights) as backend:
+        kept, cursor = _sample(cfg, backend, rewards, pool, cursor, k, all_groups)
     gen_s = time.perf_counter() - t0
     timeouts = sum_over_ranks(rewards.stats.timeouts - timeouts_before)  # each rank rewards its share
     if is_rank0():
@@ -341,18 +355,20 @@ def _key(cfg: GRPOConfig, k: int) -> str:
     return content_hash({"grpo": cfg.content_hash(), "iteration": k})
 
 
-def _evaluate(cfg: GRPOConfig, model, tokenizer, heldout: list[dict], out: Path, weights: str) -> dict | None:
-    """Held-out metrics of ``model`` (skipped while the done marker holds these settings and ``weights``)."""
+def _evaluate(cfg: GRPOConfig, model, tokenizer, heldout: list[dict], out: Path, path: str,
+              weights: str) -> dict | None:
+    """Held-out metrics of ``model``, whose weights are the folder ``path`` (skipped while the done marker
+    holds these settings and ``weights``)."""
     if not heldout:
         return None
-    from domainspec.common.models.generation import HFBackend
     from domainspec.math.evaluation import evaluate
     h = content_hash({"eval": cfg.eval.to_dict(), "heldout": [p["question"] for p in heldout],
                       "weights": weights})
     if (d := markers.is_done(out, h)).action is Action.SKIP:
         return d.marker.result
     model.eval()
-    res = evaluate(HFBackend(model, tokenizer), heldout, cfg.eval, out, "heldout")
+    with _backend(cfg, cfg.eval.sampling, model, tokenizer, path) as backend:
+        res = evaluate(backend, heldout, cfg.eval, out, "heldout")
     markers.write_done(out, h, res)
     return res
 
@@ -387,7 +403,8 @@ def run_grpo(cfg: GRPOConfig, out_dir: str | Path) -> dict:
     result: dict[str, Any] = {"start": None}
     if cfg.eval_start:
         start_model, _ = load_model_and_tokenizer(cfg.model.model_copy(update={"name_or_path": start_path}))
-        result["start"] = _evaluate(cfg, start_model, tok, sets["heldout"], out / "eval_start", start_path)
+        result["start"] = _evaluate(cfg, start_model, tok, sets["heldout"], out / "eval_start", start_path,
+                                    start_path)
         del start_model
     reference, _ = load_model_and_tokenizer(cfg.model.model_copy(update={"name_or_path": cfg.reference or start_path,
                                                                          "gguf_file": None}))
@@ -401,15 +418,16 @@ def run_grpo(cfg: GRPOConfig, out_dir: str | Path) -> dict:
             idir = out / f"iter_{k}"
             markers.mark_running(idir, _key(cfg, k))
             cursor = records[-1]["cursor"] if records else 0
-            rec = run_iteration(cfg, k, idir, policy, tok, reference, rewards, sets["train"], cursor, health)
-            rec["policy"] = str(idir / "final") if (idir / "final").is_dir() else (records[-1]["policy"] if records
-                                                                                    else start_path)
+            weights = records[-1]["policy"] if records else start_path
+            rec = run_iteration(cfg, k, idir, policy, tok, reference, rewards, sets["train"], cursor, health,
+                                weights)
+            rec["policy"] = str(idir / "final") if (idir / "final").is_dir() else weights
             if is_rank0():
                 write_json(rec, idir / "iter.json")
                 markers.write_done(idir, _key(cfg, k), elapsed_s=rec["seconds"])
             records.append(rec)
     final_policy = records[-1]["policy"]
-    result["end"] = _evaluate(cfg, policy, tok, sets["heldout"], out / "eval",
+    result["end"] = _evaluate(cfg, policy, tok, sets["heldout"], out / "eval", final_policy,
                               content_hash([cfg.content_hash(), final_policy]))
     summary = {"start_model": start_path, "final_policy": final_policy, "reward": cfg.reward.preset,
                "heldout_pass@1": {"start": _pass1(result["start"]), "end": _pass1(result["end"])},

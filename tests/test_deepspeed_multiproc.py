@@ -84,3 +84,17 @@ def test_two_ranks_match_single_process(setup, tmp_path, stage):
     for k in wa:
         assert wb[k].numel() == wa[k].numel() > 0, k  # ZeRO-3 must gather, not save empty tensors
         torch.testing.assert_close(wb[k], wa[k], atol=WEIGHT_ATOL, rtol=0)
+
+
+def test_a_cpu_process_group_builds_no_native_kernel(tmp_path):
+    """DeepSpeed's CPU backend would JIT-build its shared-memory inference all-reduce with g++ (about a minute
+    on a fresh machine); training never uses it, so init_distributed skips the build."""
+    import os
+    code = "from domainspec.common.train.loop import init_distributed; print(init_distributed())"
+    env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path / "ext")}
+    for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "(0, 0, 1)"
+    assert not (tmp_path / "ext").exists() or not any((tmp_path / "ext").iterdir())

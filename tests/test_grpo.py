@@ -160,3 +160,27 @@ def test_a_step_batch_that_does_not_split_over_the_ranks_is_refused():
     assert (two.global_batch_size, two.micro_batch_size, two.max_steps) == (12, 2, 2)
     with pytest.raises(ValueError, match=r"batch of 9 responses \(3 groups x sampling.n 3\) does not split over 2"):
         _train_config(cfg, 6 * 3, 0, world=2)
+
+
+def test_rollouts_through_a_worker_pool_equal_in_process_rollouts_after_updates(tmp_path):
+    """sampling.workers 2: the pool loads each iteration's starting weights (the previous iteration's final
+    folder), so the groups, the updates and the held-out scores equal the in-process run's."""
+    import json
+
+    from domainspec.common.models.worker_pool import stop_parked_workers
+
+    run = MICRO + ["iterations=2", "prompts_per_iteration=4", "sampling.n=4", "sampling.max_new_tokens=12",
+                   "train.lr=2e-2", "reward.preset=rl_reward_fns:length", "eval.sampling.max_new_tokens=12",
+                   "overlong_mask=false"]
+    try:
+        one = run_grpo(load_config(GRPOConfig, None, run), tmp_path / "one")
+        two = run_grpo(load_config(GRPOConfig, None, run + ["sampling.workers=2", "eval.sampling.workers=2"]),
+                       tmp_path / "two")
+    finally:
+        stop_parked_workers()
+    assert one["updates"] == two["updates"] > 0
+    samples = [[json.loads(line) for line in (tmp_path / d / "iter_1" / "samples.jsonl").open()]
+               for d in ("one", "two")]
+    assert samples[0] == samples[1]
+    assert one["heldout_pass@1"] == two["heldout_pass@1"]
+    assert [r["reward_mean"] for r in one["health"]] == [r["reward_mean"] for r in two["health"]]

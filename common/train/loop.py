@@ -127,6 +127,18 @@ def _import_deepspeed():
     return deepspeed
 
 
+def _skip_shm_kernel_build() -> None:
+    """DeepSpeed's CPU process group JIT-builds a shared-memory all-reduce kernel with g++ the first time on a
+    machine (65 s measured on the 2-core CI machine, paid by the first stage of a fresh run). Only its
+    tensor-parallel inference all-reduce uses that kernel; training reduces through torch.distributed (gloo),
+    so the build is skipped: the backend then runs without it, as it does where the kernel is unsupported."""
+    import importlib
+    # by module path: the attribute deepspeed.comm.torch is the torch package, which deepspeed.comm re-exports
+    ds_comm_torch = importlib.import_module("deepspeed.comm.torch")
+    if hasattr(ds_comm_torch, "build_shm_op"):
+        ds_comm_torch.build_shm_op = lambda: None
+
+
 def init_distributed() -> tuple[int, int, int]:
     """(rank, local_rank, world) from the launcher's env (deepspeed/torchrun), or a 1-process group.
     Idempotent; ``train`` calls it, callers that need ranks before training (data building) may too."""
@@ -140,6 +152,8 @@ def init_distributed() -> tuple[int, int, int]:
         # one rank needs no rendezvous: an in-memory store, so no TCP port to pick (and no race with other
         # processes on this host for it)
         dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
+    if not torch.cuda.is_available():
+        _skip_shm_kernel_build()
     deepspeed.init_distributed(dist_backend=backend, auto_mpi_discovery=False)
     local_rank = int(os.environ.get("LOCAL_RANK", 0))
     if torch.cuda.is_available():
