@@ -290,13 +290,18 @@ def _metrics_means(path: Path) -> dict:
     return out
 
 
-def _backend(cfg: GRPOConfig, sampling, model, tokenizer, weights: str):
-    """The backend that samples ``model`` (whose weights are the folder ``weights``): in-process, or with
-    ``sampling.workers`` > 1 a local worker pool that loads ``weights`` (on CPU the pool's processes are
-    parked between calls and reused, so each iteration pays a reload of the weights, not a spawn)."""
+def _weights(cfg: GRPOConfig, path: str) -> ModelConfig:
+    """The model config of the policy weights in the folder ``path``."""
+    return cfg.model.model_copy(update={"name_or_path": path, "gguf_file": None})
+
+
+def _backend(sampling, model, tokenizer, weights: ModelConfig):
+    """The backend that samples ``model`` (the weights ``weights``): in-process, or with ``sampling.workers``
+    > 1 a local worker pool that loads ``weights`` itself (on CPU the pool's processes are parked between
+    calls and reused, so each iteration pays a reload of the weights, not a spawn)."""
     from domainspec.common.models.generation import make_backend
     if sampling.workers > 1:
-        return make_backend(sampling, cfg.model.model_copy(update={"name_or_path": weights, "gguf_file": None}))
+        return make_backend(sampling, weights)
     return make_backend(sampling.backend, model=model, tokenizer=tokenizer)
 
 
@@ -312,7 +317,7 @@ def run_iteration(cfg: GRPOConfig, k: int, idir: Path, policy, tokenizer, refere
     policy.eval()
     all_groups: list[dict] = []
     timeouts_before = rewards.stats.timeouts
-    with _backend(cfg, cfg.sampling, policy, tokenizer, weights) as backend:
+    with _backend(cfg.sampling, policy, tokenizer, _weights(cfg, weights)) as backend:
         kept, cursor = _sample(cfg, backend, rewards, pool, cursor, k, all_groups)
     gen_s = time.perf_counter() - t0
     timeouts = sum_over_ranks(rewards.stats.timeouts - timeouts_before)  # each rank rewards its share
@@ -355,10 +360,10 @@ def _key(cfg: GRPOConfig, k: int) -> str:
     return content_hash({"grpo": cfg.content_hash(), "iteration": k})
 
 
-def _evaluate(cfg: GRPOConfig, model, tokenizer, heldout: list[dict], out: Path, path: str,
+def _evaluate(cfg: GRPOConfig, model_cfg: ModelConfig, model, tokenizer, heldout: list[dict], out: Path,
               weights: str) -> dict | None:
-    """Held-out metrics of ``model``, whose weights are the folder ``path`` (skipped while the done marker
-    holds these settings and ``weights``)."""
+    """Held-out metrics of the weights ``model_cfg`` (loaded as ``model``, or None when a worker pool samples
+    them; skipped while the done marker holds these settings and ``weights``)."""
     if not heldout:
         return None
     from domainspec.math.evaluation import evaluate
@@ -366,8 +371,9 @@ def _evaluate(cfg: GRPOConfig, model, tokenizer, heldout: list[dict], out: Path,
                       "weights": weights})
     if (d := markers.is_done(out, h)).action is Action.SKIP:
         return d.marker.result
-    model.eval()
-    with _backend(cfg, cfg.eval.sampling, model, tokenizer, path) as backend:
+    if model is not None:
+        model.eval()
+    with _backend(cfg.eval.sampling, model, tokenizer, model_cfg) as backend:
         res = evaluate(backend, heldout, cfg.eval, out, "heldout")
     markers.write_done(out, h, res)
     return res
@@ -398,16 +404,16 @@ def run_grpo(cfg: GRPOConfig, out_dir: str | Path) -> dict:
             break
         records.append(read_json(out / f"iter_{k}" / "iter.json"))
     policy_path = records[-1]["policy"] if records else start_path
-    policy, tok = load_model_and_tokenizer(cfg.model.model_copy(update={"name_or_path": policy_path,
-                                                                        "gguf_file": None}), for_training=True)
+    policy, tok = load_model_and_tokenizer(_weights(cfg, policy_path), for_training=True)
     result: dict[str, Any] = {"start": None}
     if cfg.eval_start:
-        start_model, _ = load_model_and_tokenizer(cfg.model.model_copy(update={"name_or_path": start_path}))
-        result["start"] = _evaluate(cfg, start_model, tok, sets["heldout"], out / "eval_start", start_path,
+        start_cfg = cfg.model.model_copy(update={"name_or_path": start_path})
+        # a worker pool loads the weights itself: no in-process copy then
+        start_model = None if cfg.eval.sampling.workers > 1 else load_model_and_tokenizer(start_cfg)[0]
+        result["start"] = _evaluate(cfg, start_cfg, start_model, tok, sets["heldout"], out / "eval_start",
                                     start_path)
         del start_model
-    reference, _ = load_model_and_tokenizer(cfg.model.model_copy(update={"name_or_path": cfg.reference or start_path,
-                                                                         "gguf_file": None}))
+    reference, _ = load_model_and_tokenizer(_weights(cfg, cfg.reference or start_path))
     reference.eval()
     health = RewardHealth(cfg.warn_after)
     for r in records:  # the consecutive-step counters continue across a resume
@@ -427,7 +433,7 @@ def run_grpo(cfg: GRPOConfig, out_dir: str | Path) -> dict:
                 markers.write_done(idir, _key(cfg, k), elapsed_s=rec["seconds"])
             records.append(rec)
     final_policy = records[-1]["policy"]
-    result["end"] = _evaluate(cfg, policy, tok, sets["heldout"], out / "eval", final_policy,
+    result["end"] = _evaluate(cfg, _weights(cfg, final_policy), policy, tok, sets["heldout"], out / "eval",
                               content_hash([cfg.content_hash(), final_policy]))
     summary = {"start_model": start_path, "final_policy": final_policy, "reward": cfg.reward.preset,
                "heldout_pass@1": {"start": _pass1(result["start"]), "end": _pass1(result["end"])},
