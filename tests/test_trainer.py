@@ -152,3 +152,30 @@ def test_golden_losses_of_the_fixture(tmp_path):
     train(fx.tiny_model(), None, fx.synthetic_rows(), CausalLMObjective(collator=fx.stack_collate), cfg, tmp_path)
     losses = [r["loss"] for r in _metrics(tmp_path)]
     assert losses == pytest.approx(GOLDEN, rel=1e-5)
+
+
+def test_warm_start_carries_the_optimizer_state_into_the_next_run(tmp_path):
+    """Full-batch steps (the order within a batch does not matter): 3 steps, then 3 more warm-started from
+    the first run's checkpoint, end where one 6-step run ends; a fresh optimizer for the second part does not."""
+    rows = fx.synthetic_rows(8)
+    obj = CausalLMObjective(collator=fx.stack_collate)
+
+    def run(steps, out, model, warm=None):
+        cfg = TrainConfig(lr=3e-3, schedule="constant", warmup_ratio=0.0, max_steps=steps, global_batch_size=8,
+                          micro_batch_size=8, log_every=1, save_every=steps, keep_last=1, progress=False)
+        return train(model, None, rows, obj, cfg, out, resume=False, warm_start=warm)
+
+    whole = fx.tiny_model()
+    run(6, tmp_path / "whole", whole)
+    first = fx.tiny_model()
+    run(3, tmp_path / "a", first)
+    carried = fx.tiny_model()  # other starting weights: the warm start loads the checkpoint's
+    run(3, tmp_path / "b", carried, warm=tmp_path / "a" / "checkpoints")
+    fresh = first  # the first run's end weights, with a new optimizer
+    run(3, tmp_path / "c", fresh)
+    gap = {n: (p - dict(carried.named_parameters())[n]).abs().max().item() for n, p in whole.named_parameters()}
+    assert max(gap.values()) < 1e-5, gap
+    assert max((p - dict(fresh.named_parameters())[n]).abs().max().item()
+               for n, p in whole.named_parameters()) > 1e-3
+    with pytest.raises(RuntimeError, match="no complete checkpoint"):
+        run(1, tmp_path / "d", fx.tiny_model(), warm=tmp_path / "nothing")

@@ -191,6 +191,27 @@ class Checkpointer:
             log.info("resumed from %s (step %d)", path, step)
         return state
 
+    def load_warm_start(self, engine: Any, zero_stage: int) -> Path:
+        """Start a new run from the newest checkpoint's weights and optimizer state (Adam moments and step
+        count), without its LR schedule, RNG or data position: the next run of one optimizer over new data
+        (GRPO's next generation batch). Needs the same ranks and ZeRO stage, since each rank loads its own
+        optimizer shard. Returns the checkpoint folder."""
+        found = self.latest()
+        if found is None:
+            raise RuntimeError(f"{self.root}: no complete checkpoint to warm-start the optimizer from")
+        step, path = found
+        state = json.loads((path / STATE_FILE).read_text())
+        for key, want in (("world_size", self.world_size), ("zero_stage", zero_stage)):
+            if state.get(key) != want:
+                raise RuntimeError(f"{path}: cannot carry its optimizer state: {key} was {state.get(key)!r} "
+                                   f"there, now {want!r}")
+        load_path, _ = engine.load_checkpoint(str(self.root), tag=path.name, load_optimizer_states=True,
+                                              load_lr_scheduler_states=False)
+        if load_path is None:
+            raise RuntimeError(f"{path}: DeepSpeed could not load this checkpoint")
+        log.info("optimizer state carried over from %s (step %d of that run)", path, step)
+        return path
+
 
 def convert_to_universal(src: Path, dst: Path) -> Path:
     """Convert one DeepSpeed ZeRO checkpoint folder into DeepSpeed's universal format (per-parameter fp32

@@ -271,8 +271,12 @@ def _seed_everything(seed: int) -> None:
 
 
 def train(model, tokenizer, dataset: Sequence, objective, cfg: TrainConfig, out_dir: str | Path,
-          resume: bool = True) -> TrainResult:
+          resume: bool = True, warm_start: str | Path | None = None) -> TrainResult:
     """Train ``model`` on ``dataset`` (a sequence of row dicts) with ``objective``; see the module docstring.
+
+    ``warm_start``: the ``checkpoints`` folder of an earlier run whose newest checkpoint's weights and
+    optimizer state a fresh start (nothing to resume here) begins from, with a new LR schedule and data
+    position (:meth:`~domainspec.common.train.checkpoint.Checkpointer.load_warm_start`).
 
     On CPU, torch's intra-op threads follow :func:`~domainspec.common.train.cpu_runtime.cpu_threads` for the
     run (restored afterwards) and :func:`~domainspec.common.train.cpu_runtime.retain_freed_memory` applies to
@@ -291,13 +295,13 @@ def train(model, tokenizer, dataset: Sequence, objective, cfg: TrainConfig, out_
         if not retain_freed_memory():
             log.info("CPU training: not on glibc, freed memory goes back to the OS as the allocator decides")
     try:
-        return _train(model, tokenizer, dataset, objective, cfg, out_dir, resume)
+        return _train(model, tokenizer, dataset, objective, cfg, out_dir, resume, warm_start)
     finally:
         torch.set_num_threads(before)
 
 
 def _train(model, tokenizer, dataset: Sequence, objective, cfg: TrainConfig, out_dir: Path | str,
-           resume: bool) -> TrainResult:
+           resume: bool, warm_start: str | Path | None = None) -> TrainResult:
     import torch
     from tqdm.auto import tqdm
 
@@ -324,6 +328,8 @@ def _train(model, tokenizer, dataset: Sequence, objective, cfg: TrainConfig, out
         data_state["dataset_fingerprint"] = dataset.fingerprint
     state = ckpt.load(engine, expect=data_state, reshard=cfg.reshard_on_resume, universal=universal) \
         if resume else None
+    if state is None and warm_start is not None:
+        Checkpointer(warm_start, cfg.keep_last, rank, world).load_warm_start(engine, cfg.zero_stage)
     start = state["step"] if state else 0
     sampler = StepSampler(len(dataset), plan, cfg.micro_batch_size, cfg.seed)
     metrics_log = MetricsLog(out_dir, enabled=rank == 0, resume_step=start)
