@@ -184,3 +184,55 @@ def test_rollouts_through_a_worker_pool_equal_in_process_rollouts_after_updates(
     assert samples[0] == samples[1]
     assert one["heldout_pass@1"] == two["heldout_pass@1"]
     assert [r["reward_mean"] for r in one["health"]] == [r["reward_mean"] for r in two["health"]]
+
+
+def _adam_steps(ckpts) -> set[int]:
+    import torch
+    (step_dir,) = sorted(ckpts.glob("step_*"))
+    states = torch.load(step_dir / "mp_rank_00_model_states.pt", weights_only=False)["optimizer"]["state"]
+    return {int(s["step"]) for s in states.values()}
+
+
+def test_the_optimizer_state_carries_across_iterations_and_resumes(tmp_path, monkeypatch):
+    """carry_optimizer (default): one AdamW over the run, its newest state the only one kept; a rerun after a
+    kill in the last iteration continues from the previous iteration's state and ends on the same weights;
+    carry_optimizer false ends elsewhere and keeps no optimizer state."""
+    from pathlib import Path
+
+    import torch
+    from safetensors.torch import load_file
+
+    run = MICRO + ["prompts_per_iteration=4", "sampling.n=4", "sampling.max_new_tokens=12", "train.lr=2e-2",
+                   "reward.preset=rl_reward_fns:length", "overlong_mask=false", "eval_start=false"]
+    carried = run_grpo(load_config(GRPOConfig, None, run), tmp_path / "carry")
+    per_iter = 2  # epochs_per_batch 1 x minibatches 2 (the defaults)
+    assert carried["updates"] == 3 * per_iter
+    assert not (tmp_path / "carry" / "iter_0" / "checkpoints").exists()
+    assert not (tmp_path / "carry" / "iter_1" / "checkpoints").exists()
+    assert _adam_steps(tmp_path / "carry" / "iter_2" / "checkpoints") == {3 * per_iter}
+    weights = load_file(tmp_path / "carry" / "iter_2" / "final" / "model.safetensors")
+
+    # a crash in iteration 2 after its sampling (iterations 0 and 1 done): the rerun continues from iteration
+    # 1's optimizer state, the only one left on disk then
+    import domainspec.common.train.loop as loop
+    real_train = loop.train
+
+    def crash_in_iteration_2(*args, **kwargs):
+        if Path(args[5]).name == "iter_2":
+            raise KeyboardInterrupt("killed")
+        return real_train(*args, **kwargs)
+    monkeypatch.setattr(loop, "train", crash_in_iteration_2)
+    with pytest.raises(KeyboardInterrupt):
+        run_grpo(load_config(GRPOConfig, None, run), tmp_path / "killed")
+    assert [p.parent.name for p in (tmp_path / "killed").glob("iter_*/checkpoints")] == ["iter_1"]
+    assert _adam_steps(tmp_path / "killed" / "iter_1" / "checkpoints") == {2 * per_iter}
+    monkeypatch.setattr(loop, "train", real_train)
+    run_grpo(load_config(GRPOConfig, None, run), tmp_path / "killed")
+    again = load_file(tmp_path / "killed" / "iter_2" / "final" / "model.safetensors")
+    assert all(torch.equal(weights[k], again[k]) for k in weights)
+
+    fresh = run_grpo(load_config(GRPOConfig, None, run + ["carry_optimizer=false"]), tmp_path / "fresh")
+    assert fresh["updates"] == carried["updates"]
+    assert not list((tmp_path / "fresh").glob("iter_*/checkpoints"))
+    other = load_file(tmp_path / "fresh" / "iter_2" / "final" / "model.safetensors")
+    assert max((weights[k] - other[k]).abs().max().item() for k in weights) > 1e-4

@@ -101,5 +101,9 @@ def test_two_ranks_sample_disjoint_shares_and_match_one_process(setup, tmp_path)
             assert y["loss"] == pytest.approx(x["loss"], rel=LOSS_RTOL, abs=LOSS_ATOL), (k, x, y)
         trained += sum(abs(m["loss"]) > 0 for m in ma)
     assert trained > 0  # the losses compared are not all zero
+    # one optimizer over the run on both (carry_optimizer): each rank loaded its state from iteration 0's
+    # checkpoint, and only the newest state is left
+    for d in (single, out):
+        assert [p.parent.name for p in d.glob("iter_*/checkpoints")] == [f"iter_{ITERATIONS - 1}"]
     # the second iteration samples from the updated policy: the updates reached generation on every rank
     assert _samples(single, 1) != _samples(single, 0)
