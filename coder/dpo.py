@@ -26,7 +26,11 @@ Layout under ``out_dir``: ``resolved_config.yaml``, ``data/tasks.jsonl``, ``samp
 results.jsonl, summary.json, report.md), ``pairs.jsonl``, ``train/`` (metrics.jsonl, checkpoints,
 ``final/``), ``eval_start/``, ``eval/``, ``summary.json``, ``report.md``, ``final`` (link to the model).
 
-Not here: a graded margin (share of tests passed), online/iterative DPO, other preference losses (IPO, KTO).
+``loss_type: ipo`` swaps the sigmoid loss for IPO's squared loss (Azar et al. 2023); ``focus: diff`` sums the
+log-ratios over the tokens where a pair differs only (Focused-DPO / Target-DPO;
+:func:`~domainspec.common.train.rl_objectives.focus_masks`).
+
+Not here: a graded margin (share of tests passed), online/iterative DPO, KTO.
 """
 from __future__ import annotations
 
@@ -88,8 +92,15 @@ class DPOConfig(Config):
     pairs: PairConfig = Field(default_factory=PairConfig, description="Pair-building rules.")
     beta: float = Field(0.1, gt=0, description="DPO's beta (strength of the KL to the reference); 0.1 as in "
                         "Rafailov et al. 2023, sec. 6.")
+    loss_type: Literal["sigmoid", "ipo"] = Field("sigmoid", description="'sigmoid' (DPO, Rafailov et al. 2023) or "
+                                                 "'ipo' (Azar et al. 2023: a squared loss toward the margin "
+                                                 "1 / (2 beta), bounded for deterministic preferences).")
     nll_coef: float = Field(0.0, ge=0, description="Weight of the chosen programs' length-normalized NLL added to "
                             "the DPO loss (0 = plain DPO; 1 = Pang et al. 2024's DPO + NLL).")
+    focus: Literal["completion", "diff"] = Field("completion", description="Tokens the DPO log-ratios sum over: "
+                                                 "'completion' (all: Rafailov et al. 2023) or 'diff' (only where "
+                                                 "the pair differs, shared token prefix and suffix left out: "
+                                                 "Focused-DPO / Target-DPO); the NLL term covers all.")
     train: TrainConfig = Field(default_factory=_dpo_train_defaults, description="The one loop's settings; a row "
                                "(the unit of micro/global batch) is one pair.")
     eval: EvalSettings = Field(default_factory=lambda: EvalSettings(sampling={"max_new_tokens": 96, "batch_size": 32}),
@@ -186,22 +197,27 @@ def sample_and_execute(cfg: DPOConfig, backend, bench, tasks, render, out: Path)
             for s in read_jsonl_rows(out / "samples.jsonl")]
 
 
-def pair_rows(pairs: Sequence[dict], prompts: dict[str, str], tokenizer, reference, max_new_tokens: int) -> list[dict]:
-    """Tokenized pairs with the reference's summed completion logprobs (the DPOObjective's rows)."""
-    from domainspec.common.train.rl_objectives import encode_completions, score_logprobs
+def pair_rows(pairs: Sequence[dict], prompts: dict[str, str], tokenizer, reference, max_new_tokens: int,
+              focus: str = "completion") -> list[dict]:
+    """Tokenized pairs with the reference's summed logprobs over the tokens the DPO term counts (the
+    DPOObjective's rows); ``focus="diff"`` adds ``*_dpo_mask`` (the differing span, :func:`focus_masks`)."""
+    from domainspec.common.train.rl_objectives import encode_completions, focus_masks, score_logprobs
     rows = []
     for p in pairs:
         (c, r), _ = encode_completions(tokenizer, prompts[p["task_id"]], [p["chosen"], p["rejected"]],
                                        max_new_tokens, mask_overlong=False)
-        rows.append({"chosen_ids": c["ids"], "chosen_mask": c["mask"], "rejected_ids": r["ids"],
-                     "rejected_mask": r["mask"], "input_ids": max(c["ids"], r["ids"], key=len)})
+        row = {"chosen_ids": c["ids"], "chosen_mask": c["mask"], "rejected_ids": r["ids"],
+               "rejected_mask": r["mask"], "input_ids": max(c["ids"], r["ids"], key=len)}
+        if focus == "diff":
+            row["chosen_dpo_mask"], row["rejected_dpo_mask"] = focus_masks(c["mask"], c["ids"], r["mask"], r["ids"])
+        rows.append(row)
     pad = tokenizer.pad_token_id or 0
     flat = [{"ids": x[f"{side}_ids"], "mask": x[f"{side}_mask"]} for x in rows for side in ("chosen", "rejected")]
     lps = score_logprobs(reference, flat, pad)
     for i, row in enumerate(rows):
         for j, side in enumerate(("chosen", "rejected")):
-            f = flat[2 * i + j]
-            row[f"ref_{side}"] = sum(lp for lp, m in zip(lps[2 * i + j], f["mask"]) if m)
+            counted = row.get(f"{side}_dpo_mask", row[f"{side}_mask"])
+            row[f"ref_{side}"] = sum(lp for lp, m in zip(lps[2 * i + j], counted) if m)
     return rows
 
 
@@ -265,18 +281,21 @@ def run_dpo(cfg: DPOConfig, out_dir: str | Path) -> dict:
     if not pairs:
         raise ConfigError(f"dpo: no preference pairs: every task's {cfg.sampling.n} samples all passed or all "
                           f"failed (sample pass rate {stats['sample_pass_rate']:.3f}); sample more (n) or hotter")
-    train_key = content_hash({"pairs": key, "train": cfg.train.to_dict(), "beta": cfg.beta, "nll": cfg.nll_coef})
+    loss_key = {k: v for k, v in (("focus", cfg.focus), ("loss", cfg.loss_type))  # defaults keep older keys valid
+                if v not in ("completion", "sigmoid")}
+    train_key = content_hash({"pairs": key, "train": cfg.train.to_dict(), "beta": cfg.beta, "nll": cfg.nll_coef,
+                              **loss_key})
     if (d := markers.is_done(out, train_key, "train")).action is Action.SKIP:
         trained = d.marker.result
     else:
         by_id = {t.task_id: t for t in tasks}
         prompts = {tid: reference_prompt(tok, render(by_id[tid])) for tid in {p["task_id"] for p in pairs}}
-        rows = pair_rows(pairs, prompts, tok, reference, cfg.sampling.max_new_tokens)
+        rows = pair_rows(pairs, prompts, tok, reference, cfg.sampling.max_new_tokens, cfg.focus)
         policy, _ = load_model_and_tokenizer(start_cfg, for_training=True)
         if not markers.may_resume(out, train_key, "train"):  # checkpoints of other pairs or settings: start afresh
             shutil.rmtree(out / "train", ignore_errors=True)
         markers.mark_running(out, train_key, "train")
-        objective = DPOObjective(tok.pad_token_id or 0, cfg.beta, cfg.nll_coef)
+        objective = DPOObjective(tok.pad_token_id or 0, cfg.beta, cfg.nll_coef, cfg.loss_type)
         result = train(policy, tok, rows, objective, cfg.train, out / "train")
         trained = {"steps": result.steps, "final_loss": result.final_loss, "final": str(result.final_dir)}
         markers.write_done(out, train_key, trained, "train")

@@ -1,6 +1,7 @@
 """DPO from execution feedback (coder/dpo.py): pair-building rules, tokenized rows with reference logprobs,
 config checks, and (slow) a micro run end to end."""
 import json
+import math
 
 import pytest
 
@@ -73,15 +74,30 @@ def test_pair_rows_mask_the_prompt_and_hold_the_references_summed_logprobs():
     assert r["ref_chosen"] == pytest.approx(sum(lp[6:]), abs=1e-5)
 
 
+def test_focused_pair_rows_count_the_differing_tokens_in_the_references_sums():
+    from domainspec.common.train.rl_objectives import score_logprobs
+    from trainer_fixture import tiny_model
+    model = tiny_model().eval()
+    rows = pair_rows([{"task_id": "T", "chosen": "x*2", "rejected": "x*45"}], {"T": "PROMPT"}, _Tok(), model,
+                     max_new_tokens=16, focus="diff")
+    r = rows[0]   # shared prefix "x*", shared suffix: the end of turn; the spans are "2" and "45"
+    assert r["chosen_dpo_mask"] == [0] * 6 + [0, 0, 1, 0] and r["rejected_dpo_mask"] == [0] * 6 + [0, 0, 1, 1, 0]
+    assert r["chosen_mask"] == [0] * 6 + [1] * 4          # the NLL term still sees the whole completion
+    lp = score_logprobs(model, [{"ids": r["rejected_ids"], "mask": r["rejected_mask"]}], 0)[0]
+    assert r["ref_rejected"] == pytest.approx(lp[8] + lp[9], abs=1e-5)
+
+
 @pytest.mark.parametrize("override, message", [
     ("sampling.n=1", "n >= 2"), ("sampling.temperature=0", "temperature > 0"),
-    ("tasks.source=mbpp", "needs tasks.path"), ("beta=0", "greater than 0"), ("pairs.reject=[]", "at least 1")])
+    ("tasks.source=mbpp", "needs tasks.path"), ("beta=0", "greater than 0"), ("pairs.reject=[]", "at least 1"),
+    ("focus=middle", "'completion' or 'diff'"), ("loss_type=kto", "'sigmoid' or 'ipo'")])
 def test_bad_dpo_config_is_refused(override, message):
     with pytest.raises(ValueError, match=message):
         load_config(DPOConfig, None, [override])
 
 
-def test_micro_dpo_run_trains_on_executed_pairs_and_skips_finished_steps(tmp_path, monkeypatch):
+@pytest.mark.parametrize("variant", [[], ["focus=diff", "loss_type=ipo", "beta=0.25"]])
+def test_micro_dpo_run_trains_on_executed_pairs_and_skips_finished_steps(tmp_path, monkeypatch, variant):
     """Real pair building, training and scoring on a micro model; the sampling is scripted (a random model
     rarely passes a test): sample 0 of each task is its reference body (passes), sample 1 a wrong one."""
     import domainspec.coder.dpo as dpo_mod
@@ -98,11 +114,12 @@ def test_micro_dpo_run_trains_on_executed_pairs_and_skips_finished_steps(tmp_pat
                  "model.tiny.intermediate_size=64", "model.tiny.num_attention_heads=2",
                  "model.tiny.num_key_value_heads=1", "tasks.num=4", "eval.toy_tasks=2",
                  "eval.sampling.max_new_tokens=8", "train.max_steps=2", "train.global_batch_size=2",
-                 "train.micro_batch_size=2", "train.lr=1e-3"]
+                 "train.micro_batch_size=2", "train.lr=1e-3"] + variant
     summary = run_dpo(load_config(DPOConfig, None, overrides), tmp_path)
     assert summary["pairs"]["pairs"] == 4 and summary["steps"] == 2
     losses = [json.loads(x)["loss"] for x in (tmp_path / "train" / "metrics.jsonl").read_text().splitlines()]
-    assert losses and all(0 < v < 1.0 for v in losses)  # log 2 = 0.69 at the start, finite
+    start = 4.0 if variant else math.log(2)   # IPO at beta 0.25: (0 - 1 / (2 * 0.25))^2; DPO: log 2
+    assert losses and all(0 < v < 1.5 * start for v in losses)  # finite, near the start
     assert (tmp_path / "final").resolve() == (tmp_path / "train" / "final").resolve()
     assert summary["toy_pass@1"]["start"] is not None and summary["toy_pass@1"]["end"] is not None
     mtime = (tmp_path / "train" / "final" / "model.safetensors").stat().st_mtime

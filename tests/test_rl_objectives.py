@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from domainspec.common.train.rl_objectives import (DPOObjective, GRPOLossConfig, GRPOObjective, clipped_pg_loss,
-                                                   completion_row, dpo_loss, group_advantages, kl_k3,
+                                                   completion_row, dpo_loss, focus_masks, group_advantages, kl_k3,
                                                    score_logprobs, token_logprobs)
 from trainer_fixture import tiny_model
 
@@ -110,6 +110,23 @@ def test_dpo_loss_hand_computed(pc, pr, rc, rr, beta):
     assert m["reward_accuracy"] == float(margin > 0)
 
 
+@pytest.mark.parametrize("pc, pr, rc, rr, beta, expected", [
+    (-1.0, -2.0, -1.5, -1.5, 0.1, (1.0 - 5.0) ** 2),    # h = 1, target 1 / (2 * 0.1) = 5
+    (-1.0, -1.0, -1.0, -1.0, 0.5, 1.0),                 # policy = reference: h = 0, target 1
+    (0.0, -2.0, 0.0, 0.0, 0.25, 0.0),                   # at the target: no loss (and no push beyond it)
+    (0.0, -5.0, 0.0, 0.0, 0.25, 9.0),                   # past the target: pulled back
+])
+def test_ipo_loss_hand_computed(pc, pr, rc, rr, beta, expected):
+    loss, m = dpo_loss(torch.tensor([pc]), torch.tensor([pr]), torch.tensor([rc]), torch.tensor([rr]), beta, "ipo")
+    assert float(loss) == pytest.approx(expected, abs=1e-6)
+    assert m["reward_margin"] == pytest.approx(beta * ((pc - rc) - (pr - rr)), abs=1e-6)
+
+
+def test_unknown_dpo_loss_type_is_an_error():
+    with pytest.raises(ValueError, match="unknown DPO loss_type 'kto'"):
+        dpo_loss(torch.tensor([0.0]), torch.tensor([0.0]), torch.tensor([0.0]), torch.tensor([0.0]), 0.1, "kto")
+
+
 def _rows():
     return [completion_row([5, 6, 7], [8, 9]), completion_row([5, 6], [10, 11, 12, 13]),
             completion_row([1, 2, 3, 4], [3], counted=False)]
@@ -187,3 +204,33 @@ def test_dpo_nll_term_adds_the_chosen_length_normalized_nll():
     loss, m = obj.loss(model, obj.collate([row]))
     assert m["chosen_nll"] == pytest.approx(-chosen / 2, abs=1e-5)
     assert float(loss.detach()) == pytest.approx(math.log(2) + 0.5 * (-chosen / 2), abs=1e-5)
+
+
+@pytest.mark.parametrize("chosen, rejected, keep_c, keep_r", [
+    ([1, 2, 3, 9], [1, 2, 4, 9], [0, 0, 1, 0], [0, 0, 1, 0]),        # one token differs: only it counts
+    ([1, 2, 9], [1, 5, 6, 9], [0, 1, 0], [0, 1, 1, 0]),              # spans of different lengths
+    ([1, 2, 9], [1, 2, 3, 9], [0, 0, 0], [0, 0, 1, 0]),              # chosen's span empty: it counts nothing
+    ([7, 8], [5, 6], [1, 1], [1, 1]),                                # nothing shared: everything counts
+    ([1, 1, 1], [1, 1, 1, 1], [0, 0, 0], [0, 0, 0, 1]),              # prefix and suffix never overlap
+])
+def test_focus_masks_keep_the_span_between_the_shared_prefix_and_suffix(chosen, rejected, keep_c, keep_r):
+    prompt = [50, 51]   # prompt tokens equal on both sides are never counted
+    c, r = completion_row(prompt, chosen), completion_row(prompt, rejected)
+    mc, mr = focus_masks(c["mask"], c["ids"], r["mask"], r["ids"])
+    assert mc == [0, 0] + keep_c and mr == [0, 0] + keep_r
+
+
+def test_dpo_objective_sums_the_log_ratios_over_the_focus_masks_and_the_nll_over_the_completion():
+    model = tiny_model().eval()
+    c, r = completion_row([5, 6], [7, 8, 9]), completion_row([5, 6], [7, 4, 9])
+    mc, mr = focus_masks(c["mask"], c["ids"], r["mask"], r["ids"])
+    lps = score_logprobs(model, [c, r], 0)
+    ref_c, ref_r = lps[0][3] - 0.5, lps[1][3] + 0.25   # a reference that differs on the focused token only
+    row = {"chosen_ids": c["ids"], "chosen_mask": c["mask"], "rejected_ids": r["ids"], "rejected_mask": r["mask"],
+           "chosen_dpo_mask": mc, "rejected_dpo_mask": mr, "ref_chosen": ref_c, "ref_rejected": ref_r}
+    obj = DPOObjective(0, beta=0.1, nll_coef=1.0)
+    loss, m = obj.loss(model, obj.collate([row]))
+    margin = 0.1 * ((lps[0][3] - ref_c) - (lps[1][3] - ref_r))   # 0.1 * (0.5 + 0.25)
+    assert m["reward_margin"] == pytest.approx(margin, abs=1e-5)
+    nll = -sum(lps[0][2:]) / 3
+    assert float(loss.detach()) == pytest.approx(-math.log(1 / (1 + math.exp(-margin))) + nll, abs=1e-5)

@@ -27,7 +27,9 @@ DPO (Rafailov et al. 2023, eq. 7), the sigmoid loss against a frozen reference::
 
 optionally plus ``nll_coef`` x the chosen completions' length-normalized NLL (DPO + NLL, "RPO": Pang et al.
 2024, Iterative Reasoning Preference Optimization, eq. 1, alpha = 1 there), which keeps the chosen
-programs' likelihood from falling while the margin grows.
+programs' likelihood from falling while the margin grows. ``loss_type="ipo"`` replaces the sigmoid by IPO's
+``(h - 1 / (2 beta))^2`` (Azar et al. 2023), h the log-ratio difference above; rows may restrict the tokens
+the log-ratios sum over to where a pair differs (:func:`focus_masks`: Focused-DPO / Target-DPO).
 
 Reference (and old-policy) logprobs are computed once, before training, and stored in the rows; the
 objectives never hold a second model. Logprobs are taken at ``temperature`` (logits / T; TRL does the
@@ -110,14 +112,24 @@ def clipped_pg_loss(logp, old_logp, advantages, mask, clip_low: float = 0.2, cli
     return loss, metrics
 
 
-def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float = 0.1):
-    """Sigmoid DPO loss (mean over pairs) and metrics: reward accuracy and margin (beta-scaled)."""
+def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float = 0.1,
+             loss_type: str = "sigmoid"):
+    """DPO loss (mean over pairs) and metrics: reward accuracy and margin (beta-scaled).
+
+    ``sigmoid``: -log sigmoid(beta * h) (Rafailov et al. 2023, eq. 7); ``ipo``: (h - 1 / (2 beta))^2 (Azar et
+    al. 2023, eq. 17), where h = (pi_c - ref_c) - (pi_r - ref_r). IPO's target margin is finite, so deterministic
+    preferences (a passing program always beats a failing one) do not drive h to infinity as they do in DPO.
+    """
     import torch
     import torch.nn.functional as F
-    chosen_reward = beta * (policy_chosen - ref_chosen)
-    rejected_reward = beta * (policy_rejected - ref_rejected)
-    margin = chosen_reward - rejected_reward
-    loss = -F.logsigmoid(margin).mean()
+    h = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
+    margin = beta * h
+    if loss_type == "sigmoid":
+        loss = -F.logsigmoid(margin).mean()
+    elif loss_type == "ipo":
+        loss = ((h - 1 / (2 * beta)) ** 2).mean()
+    else:
+        raise ValueError(f"unknown DPO loss_type {loss_type!r}; expected 'sigmoid' or 'ipo'")
     with torch.no_grad():
         metrics = {"reward_accuracy": float((margin > 0).float().mean()), "reward_margin": float(margin.mean())}
     return loss, metrics
@@ -235,15 +247,21 @@ class GRPOObjective:
 
 class DPOObjective:
     """Rows: ``chosen_ids``/``chosen_mask``, ``rejected_ids``/``rejected_mask`` and the reference's summed
-    completion logprobs ``ref_chosen``/``ref_rejected``. ``num_targets``: pairs."""
+    completion logprobs ``ref_chosen``/``ref_rejected``; optionally ``chosen_dpo_mask``/``rejected_dpo_mask``,
+    the tokens the DPO log-ratios sum over (:func:`focus_masks`; the reference sums must be over the same
+    tokens), else the whole completions. The NLL term always covers the whole chosen completion.
+    ``num_targets``: pairs."""
 
-    def __init__(self, pad_id: int, beta: float = 0.1, nll_coef: float = 0.0):
-        self.pad_id, self.beta, self.nll_coef = pad_id, beta, nll_coef
+    def __init__(self, pad_id: int, beta: float = 0.1, nll_coef: float = 0.0, loss_type: str = "sigmoid"):
+        self.pad_id, self.beta, self.nll_coef, self.loss_type = pad_id, beta, nll_coef, loss_type
 
     def collate(self, rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         import torch
         b = pad_rows([r["chosen_ids"] for r in rows] + [r["rejected_ids"] for r in rows],
                      [r["chosen_mask"] for r in rows] + [r["rejected_mask"] for r in rows], self.pad_id)
+        focus = [r.get(f"{side}_dpo_mask", r[f"{side}_mask"]) for side in ("chosen", "rejected") for r in rows]
+        b["dpo_mask"] = pad_rows([r["chosen_ids"] for r in rows] + [r["rejected_ids"] for r in rows], focus,
+                                 self.pad_id)["mask"]
         b["ref_chosen"] = torch.tensor([float(r["ref_chosen"]) for r in rows])
         b["ref_rejected"] = torch.tensor([float(r["ref_rejected"]) for r in rows])
         b["n_pairs"] = len(rows)
@@ -252,12 +270,12 @@ class DPOObjective:
     def loss(self, model: Any, batch: Mapping[str, Any]):
         lp = token_logprobs(model, batch["input_ids"], batch["attention_mask"])
         mask = batch["mask"].to(lp.dtype)
-        summed = (lp * mask).sum(-1)
+        summed = (lp * batch["dpo_mask"].to(lp.dtype)).sum(-1)
         n = batch["n_pairs"]
         loss, metrics = dpo_loss(summed[:n], summed[n:], batch["ref_chosen"].to(lp.device),
-                                 batch["ref_rejected"].to(lp.device), self.beta)
+                                 batch["ref_rejected"].to(lp.device), self.beta, self.loss_type)
         if self.nll_coef:  # + alpha * length-normalized NLL of the chosen completions (Pang et al. 2024, eq. 1)
-            nll = (-summed[:n] / mask[:n].sum(-1).clamp(min=1)).mean()
+            nll = (-(lp[:n] * mask[:n]).sum(-1) / mask[:n].sum(-1).clamp(min=1)).mean()
             loss = loss + self.nll_coef * nll
             metrics["chosen_nll"] = float(nll.detach())
         return loss, metrics
@@ -267,6 +285,29 @@ class DPOObjective:
 
     def num_tokens(self, batch: Mapping[str, Any]) -> int:
         return int(batch["attention_mask"].sum())
+
+
+def focus_masks(chosen_mask: Sequence[int], chosen_ids: Sequence[int], rejected_mask: Sequence[int],
+                rejected_ids: Sequence[int]) -> tuple[list[int], list[int]]:
+    """The completion tokens where a chosen and a rejected completion differ: each side's completion minus the
+    longest token prefix and suffix the two share (Focused-DPO, Zhang et al. 2025, arXiv 2502.11475, and
+    Target-DPO, Wu et al. 2025, arXiv 2503.02783: the log-ratios count the differing span only).
+
+    The shared prefix cancels in DPO anyway (same tokens, same context). The shared suffix does not: its tokens
+    follow different contexts, and pushing down the rejected side's copy (``x * 4`` *then* ``\n``) lowers tokens
+    every correct program needs too. A side whose differing span is empty (one completion extends the other)
+    counts no tokens. Returns the two masks, aligned with the ids.
+    """
+    c = [i for i, m in enumerate(chosen_mask) if m]
+    r = [i for i, m in enumerate(rejected_mask) if m]
+    cut = min(len(c), len(r))
+    pre = next((k for k in range(cut) if chosen_ids[c[k]] != rejected_ids[r[k]]), cut)
+    suf = next((k for k in range(cut - pre) if chosen_ids[c[-1 - k]] != rejected_ids[r[-1 - k]]), cut - pre)
+    out = []
+    for mask, pos in ((chosen_mask, c), (rejected_mask, r)):
+        keep = set(pos[pre:len(pos) - suf])
+        out.append([int(i in keep) for i in range(len(mask))])
+    return out[0], out[1]
 
 
 def completion_row(prompt_ids: Sequence[int], completion_ids: Sequence[int], counted: bool = True) -> dict:
