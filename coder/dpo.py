@@ -281,8 +281,9 @@ def run_dpo(cfg: DPOConfig, out_dir: str | Path) -> dict:
     if not pairs:
         raise ConfigError(f"dpo: no preference pairs: every task's {cfg.sampling.n} samples all passed or all "
                           f"failed (sample pass rate {stats['sample_pass_rate']:.3f}); sample more (n) or hotter")
-    loss_key = {k: v for k, v in (("focus", cfg.focus), ("loss", cfg.loss_type))  # defaults keep older keys valid
-                if v not in ("completion", "sigmoid")}
+    # focus / loss_type enter the key only when not the default, so runs made before they existed still resume
+    loss_key = {k: getattr(cfg, f) for k, f in (("focus", "focus"), ("loss", "loss_type"))
+                if getattr(cfg, f) != DPOConfig.model_fields[f].default}
     train_key = content_hash({"pairs": key, "train": cfg.train.to_dict(), "beta": cfg.beta, "nll": cfg.nll_coef,
                               **loss_key})
     if (d := markers.is_done(out, train_key, "train")).action is Action.SKIP:

@@ -260,8 +260,7 @@ class DPOObjective:
         b = pad_rows([r["chosen_ids"] for r in rows] + [r["rejected_ids"] for r in rows],
                      [r["chosen_mask"] for r in rows] + [r["rejected_mask"] for r in rows], self.pad_id)
         focus = [r.get(f"{side}_dpo_mask", r[f"{side}_mask"]) for side in ("chosen", "rejected") for r in rows]
-        b["dpo_mask"] = pad_rows([r["chosen_ids"] for r in rows] + [r["rejected_ids"] for r in rows], focus,
-                                 self.pad_id)["mask"]
+        b["dpo_mask"] = _aligned(focus, b["input_ids"].shape[1])
         b["ref_chosen"] = torch.tensor([float(r["ref_chosen"]) for r in rows])
         b["ref_rejected"] = torch.tensor([float(r["ref_rejected"]) for r in rows])
         b["n_pairs"] = len(rows)
